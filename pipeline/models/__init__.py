@@ -1,0 +1,40 @@
+"""Recurrent models of the DDLSTM paper as a PyTorch library.
+
+    from pipeline.models import DDBN, DDLSTM, BNLSTM, LSTM, create_model
+
+See `recurrent.py` for the models, `ddbn.py` for the normalisation layers, `contribution.py` for
+the contribution functions and their d-domain generalisation, `fused.py` for the fast kernel.
+"""
+
+from .contribution import alpha_index, contribution_weights, num_alphas
+from .ddbn import BN, DDBN
+from .layers import RecurrentLayer
+from .recurrent import (
+    BNLSTM,
+    DDLSTM,
+    LSTM,
+    RecurrentStack,
+    StreamState,
+    create_model,
+    list_models,
+    project_alphas_after_step,
+    register_model,
+)
+
+__all__ = [
+    "BN",
+    "BNLSTM",
+    "DDBN",
+    "DDLSTM",
+    "LSTM",
+    "RecurrentLayer",
+    "RecurrentStack",
+    "StreamState",
+    "alpha_index",
+    "contribution_weights",
+    "create_model",
+    "list_models",
+    "num_alphas",
+    "project_alphas_after_step",
+    "register_model",
+]

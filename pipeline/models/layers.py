@@ -1,0 +1,205 @@
+"""One recurrent layer: LSTM, BNLSTM or DDLSTM cell over a sequence, with injected normalisation.
+
+Gate order f, i, o, g (SPEC.md 3):
+
+    [f; i; o; g] = N_h(W_h h_{t-1}) + N_x(W_x x_t) + b
+    c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+    h_t = sigmoid(o) * tanh(N_c(c_t))
+
+with N_* the identity (LSTM), per-timestep BN (BNLSTM, Cooijmans et al. 2017, eq. 1-3 of the
+paper) or DDBN on the input and hidden sides and BN on the cell state (DDLSTM, eq. 10). The two
+DDBNs of a layer share one set of alphas.
+
+Two implementations compute the same function:
+* ``"fused"`` (default for whole sequences): `fused.FusedRecurrentLayer`, one autograd node per
+  layer with a hand-written backward through time;
+* ``"reference"``: the cell written step by step with `ddbn.DDBN` modules and autograd. It also
+  serves streaming (`step`, one frame at a time) and evaluation-mode forwards.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .contribution import check_domain_sizes, row_domains
+from .ddbn import BN, DDBN, update_running_sequence
+from .fused import FusedRecurrentLayer, NormSpec
+
+NORMALISATIONS = ("none", "bn", "ddbn")
+IMPLEMENTATIONS = ("fused", "reference")
+
+
+class RecurrentLayer(nn.Module):
+    """A single LSTM-family layer over time-major sequences (T, N, input_size)."""
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        normalisation: str = "none",
+        num_domains: int = 2,
+        alpha_init: float = 0.75,
+        max_timesteps: int = 200,
+        learnable_affine: bool = False,
+        gamma_init: float = 0.1,
+        beta_init: float = 0.0,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+    ):
+        super().__init__()
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {normalisation!r}")
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.normalisation = normalisation
+        self.num_domains = num_domains if normalisation == "ddbn" else 1
+        gates = 4 * hidden_size
+        self.weight_ih = nn.Parameter(torch.empty(gates, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size))
+        self.bias = nn.Parameter(torch.empty(gates))
+        # tanh(z) = 2 sigmoid(2 z) - 1: the factor 2 of the g-gate, folded into its parameters.
+        self.register_buffer("gate_scale", torch.tensor([1.0] * 3 * hidden_size + [2.0] * hidden_size),
+                             persistent=False)
+
+        if normalisation != "none":
+            bn_args = dict(max_timesteps=max_timesteps, eps=eps, momentum=momentum,
+                           gamma_init=gamma_init, beta_init=beta_init,
+                           learnable_affine=learnable_affine)
+            if normalisation == "ddbn":
+                self.norm_x = DDBN(gates, num_domains, alpha_init=alpha_init, **bn_args)
+                self.norm_h = DDBN(gates, num_domains, alpha_init=alpha_init, **bn_args)
+                self.norm_h.alpha = self.norm_x.alpha  # one alpha set per layer (paper sec. 3)
+            else:
+                self.norm_x = BN(gates, **bn_args)
+                self.norm_h = BN(gates, **bn_args)
+            self.norm_c = BN(hidden_size, **bn_args)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Uniform(+-1/sqrt(H)) weights as nn.LSTM; zero bias but 1 for the forget gate."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        nn.init.uniform_(self.weight_ih, -bound, bound)
+        nn.init.uniform_(self.weight_hh, -bound, bound)
+        with torch.no_grad():
+            self.bias.zero_()
+            self.bias[: self.hidden_size] = 1.0
+
+    @property
+    def alpha(self) -> nn.Parameter | None:
+        return self.norm_x.alpha if self.normalisation == "ddbn" else None
+
+    # -- whole sequences --------------------------------------------------------------------------
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        domain_sizes: Sequence[int] | None = None,
+        domain: int | torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        implementation: str = "fused",
+    ) -> torch.Tensor:
+        """x (T, N, input_size) -> (T, N, hidden_size), from a zero state.
+
+        mask (T, N) bool marks real frames; padded steps enter no statistic and carry the state
+        through unchanged.
+        """
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+        if self.training and domain_sizes is not None:
+            domain_sizes = check_domain_sizes(domain_sizes, self.num_domains, x.shape[1])
+        if implementation == "fused" and self.training:
+            return self._fused(x, domain_sizes, mask)
+        return self._stepwise(x, domain_sizes, domain, mask)
+
+    def _training_domain_sizes(self, domain_sizes, n_rows: int) -> list[int]:
+        if domain_sizes is not None:
+            return list(domain_sizes)
+        if self.num_domains > 1:
+            raise ValueError("a DDLSTM in training mode needs domain_sizes=[n1, n2, ...]")
+        return [n_rows]
+
+    def _fused(self, x, domain_sizes, mask):
+        scale = self.gate_scale.to(x.dtype)
+        if self.normalisation == "none":
+            return FusedRecurrentLayer.apply(
+                x, self.weight_ih * scale[:, None], self.weight_hh * scale[:, None],
+                self.bias * scale, None, None, None, None, None, None, None, mask, None,
+            )
+        sizes = self._training_domain_sizes(domain_sizes, x.shape[1])
+        weights, present = self.norm_x.contribution_weights(sizes)
+        weights = weights.to(x.dtype)
+        rows = row_domains(sizes, present, x.device)
+        indicator = nn.functional.one_hot(rows, len(present)).t().to(x.dtype)
+        spec = NormSpec(eps=self.norm_x.eps, rows=rows, indicator=indicator)
+        out = FusedRecurrentLayer.apply(
+            x, self.weight_ih, self.weight_hh, self.bias * scale, weights,
+            self.norm_x.gamma * scale, self.norm_x.beta * scale,
+            self.norm_h.gamma * scale, self.norm_h.beta * scale,
+            self.norm_c.gamma * 2, self.norm_c.beta * 2, mask, spec,
+        )
+        has_rows = None if mask is None else (indicator @ mask.t().to(x.dtype)).t() > 0
+        has_any = None if mask is None else mask.any(1, keepdim=True)
+        for bn, key, doms, present_rows in (
+            (self.norm_x, "x", present, has_rows),
+            (self.norm_h, "h", present, has_rows),
+            (self.norm_c, "c", [0], has_any),
+        ):
+            update_running_sequence(bn, doms, *spec.stats[key], present_rows)
+        return out
+
+    def _stepwise(self, x, domain_sizes, domain, mask):
+        weights = None
+        if self.training and self.normalisation != "none":
+            sizes = self._training_domain_sizes(domain_sizes, x.shape[1])
+            domain_sizes = sizes
+            weights = self.norm_x.contribution_weights(sizes)
+        state = None
+        outputs = []
+        for t in range(x.shape[0]):
+            state = self.step(
+                x[t], state, t, domain_sizes=domain_sizes, domain=domain,
+                mask=None if mask is None else mask[t], weights=weights,
+            )
+            outputs.append(state[0])
+        return torch.stack(outputs)
+
+    # -- one timestep -----------------------------------------------------------------------------
+
+    def step(
+        self,
+        x_t: torch.Tensor,
+        state: tuple[torch.Tensor, torch.Tensor] | None,
+        t: int,
+        domain_sizes: Sequence[int] | None = None,
+        domain: int | torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        weights=None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reference cell at timestep t: x_t (N, input_size), state (h, c) -> (h, c)."""
+        n = x_t.shape[0]
+        if state is None:
+            zeros = x_t.new_zeros(n, self.hidden_size)
+            state = (zeros, zeros)
+        h, c = state
+        ax = x_t @ self.weight_ih.t()
+        ah = h @ self.weight_hh.t()
+        if self.normalisation == "none":
+            z = ax + ah + self.bias
+        else:
+            if self.training and domain_sizes is None:
+                domain_sizes = self._training_domain_sizes(None, n)
+            kw = dict(domain_sizes=domain_sizes, domain=domain, mask=mask, weights=weights)
+            z = self.norm_h(ah, t, **kw) + self.norm_x(ax, t, **kw) + self.bias
+        f, i, o, g = z.chunk(4, 1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        c_out = c_new if self.normalisation == "none" else self.norm_c(c_new, t, mask=mask)
+        h_new = torch.sigmoid(o) * torch.tanh(c_out)
+        if mask is not None:
+            keep = mask.unsqueeze(1)
+            h_new = torch.where(keep, h_new, h)
+            c_new = torch.where(keep, c_new, c)
+        return h_new, c_new
