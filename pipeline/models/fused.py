@@ -1,22 +1,29 @@
 """Fast whole-sequence kernel of one LSTM / BNLSTM / DDLSTM layer, with a hand-written backward.
 
-Why it exists: an eager per-timestep cell costs hundreds of small autograd ops per step, several
-times the fused `nn.LSTM` (measurements in ../../benchmarks/README.md and shared PERFORMANCE.md).
-This kernel computes the same function as the reference cell (`layers.py` with `ddbn.py`) with
-far fewer ops:
+Why it exists: an eager per-timestep cell under autograd costs hundreds of small ops per step and
+several times the fused `nn.LSTM` (see benchmarks/README.md). This kernel computes the same
+function as the reference cell (`layers.RecurrentLayer.step` with `ddbn.DDBN`) with far fewer,
+larger ops:
 
-* autograd sees one node per layer and sequence; the forward runs without building a graph and
-  the backward is back-propagation through time written out by hand;
-* everything on the input side (W_x x_t, its per-timestep statistics, their backward, dW_x and
-  dx) is done for all timesteps at once, so only W_h h_{t-1} and the cell stay in the time loop;
-* weight gradients are one large matrix product each after the loop;
-* tanh is computed as 2 sigmoid(2 z) - 1 (much faster in PyTorch's CPU kernels): the caller
-  folds the factor 2 into the g-gate's parameters and the cell-state normaliser's affine;
-* batch statistics use E[w a^2] - E[w a]^2, two small matrix products per normaliser.
+* autograd sees one node per layer and sequence; the forward builds no graph and the backward is
+  back-propagation through time written out by hand;
+* the large matrix products (W_x x_t for all t, dx, dW_x, dW_h) are done once per sequence;
+  only W_h h_{t-1}, the statistics and the cell stay in the time loop, where every per-step
+  tensor is (N, 4H) and stays in cache (whole-sequence elementwise passes were measured to be
+  memory-bound and slower on the 2-core machine);
+* per-step values needed by the backward go into time-major workspaces allocated once per call,
+  with `out=` writes, instead of hundreds of fresh allocations;
+* a row's domain statistics are applied by broadcasting over its domain's contiguous block of
+  rows, not by gathering per-row copies;
+* tanh is 2 sigmoid(2 z) - 1 (several times faster in PyTorch's CPU kernels): the caller folds
+  the factor 2 into the g-gate's parameters and the cell-state normaliser's affine;
+* batch statistics are E[w a] and E[w a^2] (small products with the weights); the gradient of
+  the gate pre-activations is shared by both normalisers of a step.
 
-Notation: G = 4 H gate pre-activations in the order f, i, o, g; d = domains present in the
-batch; `weights` (d, N) are the DDBN contributions tau (before the padding mask); `norm` says
-whether the layer normalises (BNLSTM / DDLSTM) or not (LSTM).
+Notation: N rows (batch), T timesteps, H hidden units, G = 4 H gate pre-activations in the order
+f, i, o, g; d domains present in the batch, each a contiguous block of rows; `weights` (d, N) are
+the DDBN contributions tau before the padding mask. Without normalisation (plain LSTM) `spec` is
+None.
 """
 
 from __future__ import annotations
@@ -31,243 +38,296 @@ _MIN_TOTAL_WEIGHT = 1e-12
 
 @dataclass
 class NormSpec:
-    """What the kernel needs to know about the layer's normalisation for one call."""
+    """The layer's normalisation for one call."""
 
     eps: float
-    rows: torch.Tensor  # (N,) index of each row's domain among the present ones
-    indicator: torch.Tensor  # (d, N) one-hot of the rows' domains
-    # Filled by the training forward: batch statistics for the running-average update.
+    blocks: list[tuple[int, int]]  # (start, stop) rows of each present domain, in order
+    # Filled by the training forward: batch statistics for the running-average update,
+    # {"x" | "h" | "c": (mean, var)} each (T, d, F).
     stats: dict = field(default_factory=dict)
 
+    def indicator(self, like: torch.Tensor) -> torch.Tensor:
+        """(d, N) one-hot of the rows' domains."""
+        n = self.blocks[-1][1]
+        ind = like.new_zeros(len(self.blocks), n)
+        for b, (start, stop) in enumerate(self.blocks):
+            ind[b, start:stop] = 1
+        return ind
 
-def _per_row(stat: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """(..., d, F) per-domain values -> (..., N, F) per-row values (broadcast when d = 1)."""
-    return stat if stat.shape[-2] == 1 else stat.index_select(-2, rows)
+
+class _Weights:
+    """Contribution weights of one normaliser, with the padding mask applied per timestep."""
+
+    def __init__(self, raw: torch.Tensor, mask_f: torch.Tensor | None):
+        # raw (d, N); mask_f (T, N) float or None
+        self.raw = raw
+        self.mask_f = mask_f
+        if mask_f is None:
+            self.total = raw.sum(1, keepdim=True).clamp_min(_MIN_TOTAL_WEIGHT)  # (d, 1)
+            self.normalised = raw / self.total
+        else:
+            masked = raw.unsqueeze(0) * mask_f.unsqueeze(1)  # (T, d, N)
+            self.total = masked.sum(2, keepdim=True).clamp_min(_MIN_TOTAL_WEIGHT)  # (T, d, 1)
+            self.normalised = masked / self.total
+
+    def at(self, t: int):
+        """(normalised (d, N), total (d, 1)) at timestep t."""
+        if self.mask_f is None:
+            return self.normalised, self.total
+        return self.normalised[t], self.total[t]
 
 
-def batch_norm_forward(a, weights, rows, gamma, beta, eps):
-    """Weighted batch normalisation of a (..., N, F) with normalised weights (..., d, N).
+# -- per-step normalisation -----------------------------------------------------------------------
 
-    Returns (y, mean, var, rstd); mean, var, rstd have shape (..., d, F).
-    """
-    mean = weights @ a
-    var = (weights @ (a * a)).sub_(mean * mean).clamp_min_(0)
-    rstd = (var + eps).rsqrt_()
+
+class _StepStats:
+    """Batch statistics of one normaliser for all T steps: mean, var, rstd, each (T, d, F)."""
+
+    def __init__(self, T, d, F, like):
+        self.mean = like.new_empty(T, d, F)
+        self.var = like.new_empty(T, d, F)
+        self.rstd = like.new_empty(T, d, F)
+
+
+def _step_norm_forward(a, a2, weights, gamma, beta, eps, stats: _StepStats, t):
+    """Statistics of a (N, F) (a2 = a * a) at step t, into `stats`; returns (scale, shift) (d, F)
+    with which the normalised output is a * scale + beta-part shift, per domain."""
+    mean = torch.mm(weights, a, out=stats.mean[t])
+    var = torch.mm(weights, a2, out=stats.var[t])
+    var.addcmul_(mean, mean, value=-1).clamp_min_(0)
+    rstd = torch.add(var, eps, out=stats.rstd[t]).rsqrt_()
     scale = rstd * gamma
-    shift = beta - mean * scale
-    y = torch.addcmul(_per_row(shift, rows), a, _per_row(scale, rows))
-    return y, mean, var, rstd
+    return scale, torch.addcmul(beta, mean, scale, value=-1)
 
 
-def batch_norm_backward(dy, a, mean, var, rstd, weights, total, spec, gamma, want_weights):
-    """Backward of `batch_norm_forward` for the output gradient dy (..., N, F).
+def _step_norm_backward(dy, sum_dy, a, a2, stats: _StepStats, t, gamma, weights, total,
+                        indicator, blocks, mask_t, d_weights):
+    """Backward of one per-step normalisation for the output gradient dy (N, F).
 
-    Returns (da, d_raw_weights, affine) where d_raw_weights (or None unless `want_weights`) is the
-    gradient with respect to the un-normalised weights (..., d, N) whose row sums are `total`
-    (..., d, 1), and affine = (block sums of dy * x_hat, block sums of dy), each (..., d, F),
-    from which the caller sums gamma's and beta's gradients.
+    sum_dy = indicator @ dy (shared by the normalisers of one step). With `d_weights` (d, N)
+    the gradient with respect to the contribution weights is added to it. Returns
+    (da, (sum dy x_hat, sum dy) per domain, each (d, F)).
     """
-    sum_dy = spec.indicator @ dy  # (..., d, F): sums over each domain's own rows
-    sum_dya = spec.indicator @ (dy * a)
-    grad_mean = -(rstd * gamma) * sum_dy
-    dy_xhat = (sum_dya - mean * sum_dy).mul_(rstd)
-    grad_var = dy_xhat.mul(rstd * rstd * gamma).mul_(-0.5)
+    mean, var, rstd = stats.mean[t], stats.var[t], stats.rstd[t]
+    sum_dya = indicator @ (dy * a)
+    rg = rstd * gamma
+    grad_mean = (rg * sum_dy).neg_()
+    dy_xhat = torch.addcmul(sum_dya, mean, sum_dy, value=-1).mul_(rstd)
+    grad_var = (dy_xhat * rstd).mul_(rg).mul_(-0.5)
     coef_const = torch.addcmul(grad_mean, grad_var, mean, value=-2)
-    coef_lin = grad_var * 2
-    w_t = weights.transpose(-1, -2)
-    da = torch.addcmul(w_t @ coef_const, a, w_t @ coef_lin)
-    da.addcmul_(dy, _per_row(rstd * gamma, spec.rows))
-    d_weights = None
-    if want_weights:
-        const = torch.addcmul(-grad_mean * mean, grad_var, mean * mean - var).sum(-1, keepdim=True)
-        d_weights = coef_const @ a.transpose(-1, -2)
-        d_weights += grad_var @ (a * a).transpose(-1, -2)
-        d_weights = (d_weights + const) / total
-    return da, d_weights, (dy_xhat, sum_dy)
+    if len(blocks) == 1:  # one domain: a broadcast instead of an (N, 1) x (1, F) product
+        da = torch.addcmul(coef_const, a, grad_var, value=2).mul_(weights.t())
+        da.addcmul_(dy, rg)
+    else:
+        da = torch.addcmul(weights.t() @ coef_const, a, weights.t() @ grad_var, value=2)
+        for b, (start, stop) in enumerate(blocks):
+            da[start:stop].addcmul_(dy[start:stop], rg[b])
+    if d_weights is not None:
+        # d mean_i / d w_ij = (a_j - mean_i) / S_i and d var_i / d w_ij = ((a_j - mean_i)^2 - var_i) / S_i
+        const = torch.addcmul(grad_mean * mean, grad_var, var - mean * mean).sum(1, keepdim=True)
+        dw = torch.mm(coef_const, a.t()).addmm_(grad_var, a2.t()).sub_(const).div_(total)
+        d_weights += dw if mask_t is None else dw * mask_t
+    return da, (dy_xhat, sum_dy)
 
 
-def _sum_to_features(values: torch.Tensor) -> torch.Tensor:
-    """(..., F) -> (F,): sum over timesteps and domains."""
-    return values.reshape(-1, values.shape[-1]).sum(0)
+# -- the layer ------------------------------------------------------------------------------------
 
 
 class FusedRecurrentLayer(torch.autograd.Function):
-    """One layer over a whole (T, N, I) sequence from a zero initial state; returns (T, N, H).
+    """One layer over a whole sequence from a zero state: x (N, T, I) -> (N, T, H).
 
-    Inputs are the effective parameters (see `layers.py`): for normalising layers the g-gate's
-    gamma, beta and bias and the cell normaliser's gamma and beta already carry the factor 2 of
-    tanh(z) = 2 sigmoid(2 z) - 1; for the plain LSTM the g-rows of both weight matrices and the
-    bias do. `spec` is None for the plain LSTM.
+    The output is a transposed view of a time-major (T, N, H) tensor, so that the next layer's
+    kernel gets its time-major input without a copy. Inputs are the effective parameters (see
+    `layers.RecurrentLayer._fused`): for normalising layers the g-gate's gamma, beta and bias and
+    the cell normaliser's gamma and beta carry the factor 2 of tanh(z) = 2 sigmoid(2 z) - 1; for
+    the plain LSTM the g-rows of both weight matrices and the bias do. `mask` (N, T) bool marks
+    real frames.
     """
 
     @staticmethod
     def forward(ctx, x, w_ih, w_hh, bias, weights, gx, bx, gh, bh, gc, bc, mask, spec):
-        T, N, _ = x.shape
+        N, T, I = x.shape
         H = w_hh.shape[1]
+        G = 4 * H
         norm = spec is not None
         w_hh_t = w_hh.t()
-        keep = None if mask is None else mask.unsqueeze(-1)  # (T, N, 1) bool
-        if norm:
-            spec_c = cell_state_spec(N, x, spec.eps)
-            pw, total = normalised_weights(weights, mask)
-            pw_c, total_c = normalised_weights(spec_c.indicator, mask)
-            ax = torch.matmul(x, w_ih.t())  # (T, N, G)
-            zx, mx, vx, rx = batch_norm_forward(ax, pw, spec.rows, gx, bx, spec.eps)
-            zx += bias
-        else:
-            zx = torch.matmul(x, w_ih.t()).add_(bias)
+        x_tm = x.transpose(0, 1).contiguous()  # (T, N, I); free when x came from this kernel
+        mask_tm = None if mask is None else mask.t().contiguous()  # (T, N)
+        mask_f = None if mask is None else mask_tm.to(x.dtype)
 
+        out = x.new_empty(T, N, H)
+        sig = x.new_empty(T, N, G)  # gate activations sigmoid(z)
+        g_all = x.new_empty(T, N, H)  # tanh of the g-gate
+        u_all = x.new_empty(T, N, H)  # sigmoid(2 * normalised c): tanh(.) = 2 u - 1
+        c_all = x.new_empty(T + 1, N, H)  # c_all[0] is the zero state
+        c_all[0].zero_()
         h = x.new_zeros(N, H)
-        c = x.new_zeros(N, H)
-        hs, cs, sig, us = [], [c], [], []
-        ah_s, h_stats, c_stats = [], [], []
+        ax = (x_tm.view(T * N, I) @ w_ih.t()).view(T, N, G)
+        if norm:
+            blocks = spec.blocks
+            d = len(blocks)
+            w_x = _Weights(weights, mask_f)
+            w_c = _Weights(x.new_ones(1, N), mask_f)
+            ax2 = ax * ax
+            ah_all = x.new_empty(T, N, G)
+            ah2_all = x.new_empty(T, N, G)
+            c2_all = x.new_empty(T, N, H)
+            x_stats, h_stats, c_stats = _StepStats(T, d, G, x), _StepStats(T, d, G, x), _StepStats(T, 1, H, x)
+        else:
+            ax += bias
+
         for t in range(T):
+            z = sig[t]
             if norm:
-                ah = h @ w_hh_t
-                yh, *stats = batch_norm_forward(ah, _at(pw, t), spec.rows, gh, bh, spec.eps)
-                z = yh.add_(zx[t])
-                ah_s.append(ah)
-                h_stats.append(stats)
+                a = torch.mm(h, w_hh_t, out=ah_all[t])
+                a2 = torch.mul(a, a, out=ah2_all[t])
+                pw, _ = w_x.at(t)
+                scale_x, shift_x = _step_norm_forward(ax[t], ax2[t], pw, gx, bx, spec.eps, x_stats, t)
+                scale_h, shift_h = _step_norm_forward(a, a2, pw, gh, bh, spec.eps, h_stats, t)
+                shift = shift_x.add_(shift_h).add_(bias)
+                if d == 1:
+                    torch.addcmul(shift, ax[t], scale_x, out=z).addcmul_(a, scale_h)
+                else:
+                    for b, (start, stop) in enumerate(blocks):
+                        torch.addcmul(shift[b], ax[t, start:stop], scale_x[b], out=z[start:stop])
+                        z[start:stop].addcmul_(a[start:stop], scale_h[b])
             else:
-                z = torch.addmm(zx[t], h, w_hh_t)
-            s = torch.sigmoid_(z)
+                torch.addmm(ax[t], h, w_hh_t, out=z)
+            s = z.sigmoid_()
             f, i, o, sg = s.split(H, 1)
-            c_new = torch.addcmul(f * c, i, sg * 2 - 1)
+            g = torch.mul(sg, 2, out=g_all[t]).sub_(1)
+            c_prev = c_all[t]
+            c = torch.mul(f, c_prev, out=c_all[t + 1]).addcmul_(i, g)
+            u = u_all[t]
             if norm:
-                cn, *stats = batch_norm_forward(c_new, _at(pw_c, t), spec_c.rows, gc, bc, spec.eps)
-                c_stats.append(stats)
+                c2 = torch.mul(c, c, out=c2_all[t])
+                pw, _ = w_c.at(t)
+                scale, shift = _step_norm_forward(c, c2, pw, gc, bc, spec.eps, c_stats, t)
+                torch.addcmul(shift, c, scale, out=u)
             else:
-                cn = c_new * 2
-            u = torch.sigmoid_(cn)
-            h_new = (u * 2 - 1).mul_(o)
-            if keep is not None:  # padded steps carry the state through unchanged
-                h_new = torch.where(keep[t], h_new, h)
-                c_new = torch.where(keep[t], c_new, c)
-            h, c = h_new, c_new
-            hs.append(h)
-            cs.append(c)
-            sig.append(s)
-            us.append(u)
-        out = torch.stack(hs)
+                torch.mul(c, 2, out=u)
+            u.sigmoid_()
+            h_new = torch.mul(u, 2, out=out[t]).sub_(1).mul_(o)
+            if mask_tm is not None:  # padded steps carry the state through unchanged
+                keep = mask_tm[t].unsqueeze(1)
+                h_new.copy_(torch.where(keep, h_new, h))
+                c.copy_(torch.where(keep, c, c_prev))
+            h = h_new
 
         ctx.spec = spec
-        ctx.seq = (cs, sig, us)
+        ctx.work = (x_tm, sig, g_all, u_all, c_all, mask_tm, mask_f)
         if norm:
-            mh, vh, rh = (torch.stack(v) for v in zip(*h_stats))
-            mc, vc, rc = (torch.stack(v) for v in zip(*c_stats))
-            spec.stats = {"x": (mx, vx), "h": (mh, vh), "c": (mc, vc)}
-            ctx.x_side = (ax, mx, vx, rx, pw, total)
-            ctx.h_side = (ah_s, mh, vh, rh)
-            ctx.c_side = (spec_c, mc, vc, rc, pw_c, total_c)
-        ctx.save_for_backward(x, w_ih, w_hh, weights, gx, gh, gc, mask, out)
-        return out
+            spec.stats = {"x": (x_stats.mean, x_stats.var), "h": (h_stats.mean, h_stats.var),
+                          "c": (c_stats.mean, c_stats.var)}
+            ctx.norm = (ax, ax2, ah_all, ah2_all, c2_all, w_x, w_c, x_stats, h_stats, c_stats)
+        ctx.save_for_backward(w_ih, w_hh, weights, gx, gh, gc)
+        return out.transpose(0, 1)
 
     @staticmethod
     def backward(ctx, d_out):
-        x, w_ih, w_hh, weights, gx, gh, gc, mask, out = ctx.saved_tensors
+        w_ih, w_hh, weights, gx, gh, gc = ctx.saved_tensors
+        x_tm, sig, g_all, u_all, c_all, mask_tm, mask_f = ctx.work
         spec = ctx.spec
         norm = spec is not None
-        cs, sig, us = ctx.seq
-        T, N, H = out.shape
+        T, N, H = u_all.shape
         G = 4 * H
+        d_out = d_out.transpose(0, 1)  # (T, N, H)
         want_w = norm and ctx.needs_input_grad[4]
-        keep = None if mask is None else mask.unsqueeze(-1)
         affine = {"x": [], "h": [], "c": []}
+        d_w = None
+        dz_all = sig.new_empty(T, N, G)
         if norm:
-            ax, mx, vx, rx, pw, total = ctx.x_side
-            ah_s, mh, vh, rh = ctx.h_side
-            spec_c, mc, vc, rc, pw_c, total_c = ctx.c_side
+            blocks = spec.blocks
+            ax, ax2, ah_all, ah2_all, c2_all, w_x, w_c, x_stats, h_stats, c_stats = ctx.norm
+            ind = spec.indicator(dz_all)
+            ones = dz_all.new_ones(1, N)
             d_w = torch.zeros_like(weights) if want_w else None
+            dax_all = dz_all.new_empty(T, N, G)
+            dah_all = dz_all.new_empty(T, N, G)
+            d_bias = dz_all.new_zeros(G)
+        else:
+            dax_all = dah_all = dz_all
 
-        d_out = d_out.contiguous()
-        dz_all = out.new_empty(T, N, G)
-        dah_all = out.new_empty(T, N, G) if norm else dz_all
-        dgates = out.new_empty(N, G)
-        dh = out.new_zeros(N, H)
-        dc = out.new_zeros(N, H)
+        dgates = dz_all.new_empty(N, G)
+        dh = dz_all.new_zeros(N, H)
+        dc = dz_all.new_zeros(N, H)
         for t in range(T - 1, -1, -1):
-            dh = dh + d_out[t]
-            if keep is not None:
-                dh_keep = torch.where(keep[t], 0.0, dh)
-                dh = torch.where(keep[t], dh, 0.0)
-            s, u, c_prev = sig[t], us[t], cs[t]
-            f, i, o, sg = s.split(H, 1)
-            torch.mul(dh, u * 2 - 1, out=dgates[:, 2 * H: 3 * H])
+            dh += d_out[t]
+            if mask_tm is not None:
+                keep = mask_tm[t].unsqueeze(1)
+                dh_keep = torch.where(keep, 0.0, dh)
+                dh = torch.where(keep, dh, 0.0)
+            s, u, g, c_prev, c = sig[t], u_all[t], g_all[t], c_all[t], c_all[t + 1]
+            f, i, o, _ = s.split(H, 1)
+            torch.mul(dh, torch.mul(u, 2).sub_(1), out=dgates[:, 2 * H: 3 * H])
+            # d tanh(cn) / d (2 cn) = 2 u (1 - u); cn' = 2 cn is what the normaliser produced.
             dcn = (dh * o).mul_(torch.addcmul(u, u, u, value=-1)).mul_(2)
             if norm:
-                dcn, _, aff = batch_norm_backward(
-                    dcn, cs[t + 1], mc[t], vc[t], rc[t], _at(pw_c, t), _at(total_c, t),
-                    spec_c, gc, False,
+                pw, total = w_c.at(t)
+                dcn, aff = _step_norm_backward(
+                    dcn, ones @ dcn, c, c2_all[t], c_stats, t, gc, pw, total, ones, [(0, N)],
+                    None, None,
                 )
                 affine["c"].append(aff)
             else:
-                dcn = dcn * 2
-            dc = dc + dcn
-            if keep is not None:
-                dc_keep = torch.where(keep[t], 0.0, dc)
-                dc = torch.where(keep[t], dc, 0.0)
+                dcn.mul_(2)
+            dc += dcn
+            if mask_tm is not None:
+                dc_keep = torch.where(keep, 0.0, dc)
+                dc = torch.where(keep, dc, 0.0)
             torch.mul(dc, c_prev, out=dgates[:, :H])
-            torch.mul(dc, sg * 2 - 1, out=dgates[:, H: 2 * H])
+            torch.mul(dc, g, out=dgates[:, H: 2 * H])
             torch.mul(dc, i, out=dgates[:, 3 * H:]).mul_(2)
             dz = torch.mul(dgates, torch.addcmul(s, s, s, value=-1), out=dz_all[t])
             dc = dc * f
             if norm:
-                dah, dw_t, aff = batch_norm_backward(
-                    dz, ah_s[t], mh[t], vh[t], rh[t], _at(pw, t), _at(total, t), spec, gh, want_w
-                )
-                affine["h"].append(aff)
-                if want_w:
-                    d_w += dw_t if mask is None else dw_t * mask[t].to(dw_t.dtype)
+                pw, total = w_x.at(t)
+                mask_t = None if mask_f is None else mask_f[t]
+                sum_dz = ind @ dz
+                d_bias += sum_dz.sum(0)
+                dax, aff_x = _step_norm_backward(dz, sum_dz, ax[t], ax2[t], x_stats, t, gx, pw,
+                                                 total, ind, blocks, mask_t, d_w)
+                dah, aff_h = _step_norm_backward(dz, sum_dz, ah_all[t], ah2_all[t], h_stats, t, gh,
+                                                 pw, total, ind, blocks, mask_t, d_w)
+                dax_all[t] = dax
                 dah_all[t] = dah
+                affine["x"].append(aff_x)
+                affine["h"].append(aff_h)
             else:
                 dah = dz
             dh = dah @ w_hh
-            if keep is not None:
-                dh = dh + dh_keep
-                dc = dc + dc_keep
+            if mask_tm is not None:
+                dh += dh_keep
+                dc += dc_keep
 
-        h_prev = torch.cat([out.new_zeros(1, N, H), out[:-1]])
-        d_w_hh = dah_all.reshape(-1, G).t() @ h_prev.reshape(-1, H)
-        d_bias = dz_all.sum((0, 1))
+        # h_{t-1} for dW_h, recomputed from the saved gates exactly as the forward computed it.
+        h_prev = torch.empty_like(c_all[:T])  # (T, N, H)
+        h_prev[0].zero_()
+        torch.mul(u_all[:-1], 2, out=h_prev[1:]).sub_(1).mul_(sig[:-1, :, 2 * H: 3 * H])
+        if mask_tm is not None:
+            _carry_masked(h_prev, mask_tm)
+        d_w_hh = dah_all.view(T * N, G).t() @ h_prev.view(T * N, H)
+        if not norm:
+            d_bias = dz_all.view(T * N, G).sum(0)
+        d_x = (dax_all.view(T * N, G) @ w_ih).view(T, N, -1).transpose(0, 1) \
+            if ctx.needs_input_grad[0] else None
+        d_w_ih = dax_all.view(T * N, G).t() @ x_tm.view(T * N, -1)
+        grads_affine = [None] * 6
         if norm:
-            dax, dw_x, aff = batch_norm_backward(dz_all, ax, mx, vx, rx, pw, total, spec, gx, want_w)
-            affine["x"] = [aff]
-            if want_w:
-                d_w += (dw_x if mask is None else dw_x * mask.unsqueeze(1).to(dw_x.dtype)).sum(0)
-        else:
-            dax = dz_all
-        d_x = dax @ w_ih if ctx.needs_input_grad[0] else None
-        d_w_ih = dax.reshape(-1, G).t() @ x.reshape(-1, x.shape[-1])
-
-        grads_affine = []
-        for side, gamma in (("x", gx), ("h", gh), ("c", gc)):
-            if norm and gamma.requires_grad:
-                grads_affine += [_sum_to_features(torch.stack([a[k] for a in affine[side]]))
-                                 for k in (0, 1)]
-            else:
-                grads_affine += [None, None]
-        return (d_x, d_w_ih, d_w_hh, d_bias, d_w if want_w else None, *grads_affine, None, None)
+            for k, (gamma, side) in enumerate(((gx, "x"), (gh, "h"), (gc, "c"))):
+                if gamma.requires_grad:
+                    grads_affine[2 * k] = sum(_feature_sum(a[0]) for a in affine[side])
+                    grads_affine[2 * k + 1] = sum(_feature_sum(a[1]) for a in affine[side])
+        return (d_x, d_w_ih, d_w_hh, d_bias, d_w, *grads_affine, None, None)
 
 
-def cell_state_spec(n_rows: int, like: torch.Tensor, eps: float) -> NormSpec:
-    """One domain over the whole batch: how the cell state is normalised (SPEC.md 3)."""
-    return NormSpec(
-        eps=eps,
-        rows=torch.zeros(n_rows, dtype=torch.long, device=like.device),
-        indicator=like.new_ones(1, n_rows),
-    )
+def _carry_masked(h_prev: torch.Tensor, mask_tm: torch.Tensor) -> None:
+    """Where step t-1 was padding, h_{t-1} is the state carried from before it."""
+    for t in range(1, h_prev.shape[0]):
+        keep = mask_tm[t - 1].unsqueeze(1)
+        h_prev[t] = torch.where(keep, h_prev[t], h_prev[t - 1])
 
 
-def normalised_weights(weights: torch.Tensor, mask: torch.Tensor | None):
-    """Contribution weights with padded rows zeroed, divided by their row sums.
-
-    Returns (normalised (d, N) or (T, d, N) with a mask, row sums (..., d, 1)).
-    """
-    raw = weights if mask is None else weights.unsqueeze(0) * mask.unsqueeze(1).to(weights.dtype)
-    total = raw.sum(-1, keepdim=True).clamp_min(_MIN_TOTAL_WEIGHT)
-    return raw / total, total
-
-
-def _at(per_step: torch.Tensor, t: int) -> torch.Tensor:
-    """Timestep t of a (T, ...) tensor, or the tensor itself when it is the same for all t."""
-    return per_step if per_step.dim() == 2 else per_step[t]
+def _feature_sum(values: torch.Tensor) -> torch.Tensor:
+    """(..., F) -> (F,): summed over domains."""
+    return values.reshape(-1, values.shape[-1]).sum(0)

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .contribution import check_domain_sizes, row_domains
+from .contribution import check_domain_sizes
 from .ddbn import BN, DDBN, update_running_sequence
 from .fused import FusedRecurrentLayer, NormSpec
 
@@ -34,7 +34,7 @@ IMPLEMENTATIONS = ("fused", "reference")
 
 
 class RecurrentLayer(nn.Module):
-    """A single LSTM-family layer over time-major sequences (T, N, input_size)."""
+    """A single LSTM-family layer over batch-major sequences (N, T, input_size)."""
 
     def __init__(
         self,
@@ -102,15 +102,15 @@ class RecurrentLayer(nn.Module):
         mask: torch.Tensor | None = None,
         implementation: str = "fused",
     ) -> torch.Tensor:
-        """x (T, N, input_size) -> (T, N, hidden_size), from a zero state.
+        """x (N, T, input_size) -> (N, T, hidden_size), from a zero state.
 
-        mask (T, N) bool marks real frames; padded steps enter no statistic and carry the state
+        mask (N, T) bool marks real frames; padded steps enter no statistic and carry the state
         through unchanged.
         """
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
         if self.training and domain_sizes is not None:
-            domain_sizes = check_domain_sizes(domain_sizes, self.num_domains, x.shape[1])
+            domain_sizes = check_domain_sizes(domain_sizes, self.num_domains, x.shape[0])
         if implementation == "fused" and self.training:
             return self._fused(x, domain_sizes, mask)
         return self._stepwise(x, domain_sizes, domain, mask)
@@ -129,20 +129,22 @@ class RecurrentLayer(nn.Module):
                 x, self.weight_ih * scale[:, None], self.weight_hh * scale[:, None],
                 self.bias * scale, None, None, None, None, None, None, None, mask, None,
             )
-        sizes = self._training_domain_sizes(domain_sizes, x.shape[1])
+        sizes = self._training_domain_sizes(domain_sizes, x.shape[0])
         weights, present = self.norm_x.contribution_weights(sizes)
         weights = weights.to(x.dtype)
-        rows = row_domains(sizes, present, x.device)
-        indicator = nn.functional.one_hot(rows, len(present)).t().to(x.dtype)
-        spec = NormSpec(eps=self.norm_x.eps, rows=rows, indicator=indicator)
+        starts = [sum(sizes[:dom]) for dom in present]
+        spec = NormSpec(eps=self.norm_x.eps,
+                        blocks=[(s, s + sizes[dom]) for s, dom in zip(starts, present)])
         out = FusedRecurrentLayer.apply(
             x, self.weight_ih, self.weight_hh, self.bias * scale, weights,
             self.norm_x.gamma * scale, self.norm_x.beta * scale,
             self.norm_h.gamma * scale, self.norm_h.beta * scale,
             self.norm_c.gamma * 2, self.norm_c.beta * 2, mask, spec,
         )
-        has_rows = None if mask is None else (indicator @ mask.t().to(x.dtype)).t() > 0
-        has_any = None if mask is None else mask.any(1, keepdim=True)
+        has_rows = has_any = None
+        if mask is not None:  # (T, d): does a domain have a real frame at a timestep?
+            has_rows = torch.stack([mask[s:e].any(0) for s, e in spec.blocks], 1)
+            has_any = mask.any(0).unsqueeze(1)
         for bn, key, doms, present_rows in (
             (self.norm_x, "x", present, has_rows),
             (self.norm_h, "h", present, has_rows),
@@ -154,18 +156,18 @@ class RecurrentLayer(nn.Module):
     def _stepwise(self, x, domain_sizes, domain, mask):
         weights = None
         if self.training and self.normalisation != "none":
-            sizes = self._training_domain_sizes(domain_sizes, x.shape[1])
+            sizes = self._training_domain_sizes(domain_sizes, x.shape[0])
             domain_sizes = sizes
             weights = self.norm_x.contribution_weights(sizes)
         state = None
         outputs = []
-        for t in range(x.shape[0]):
+        for t in range(x.shape[1]):
             state = self.step(
-                x[t], state, t, domain_sizes=domain_sizes, domain=domain,
-                mask=None if mask is None else mask[t], weights=weights,
+                x[:, t], state, t, domain_sizes=domain_sizes, domain=domain,
+                mask=None if mask is None else mask[:, t], weights=weights,
             )
             outputs.append(state[0])
-        return torch.stack(outputs)
+        return torch.stack(outputs, 1)
 
     # -- one timestep -----------------------------------------------------------------------------
 

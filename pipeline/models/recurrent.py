@@ -143,12 +143,12 @@ class RecurrentStack(nn.Module):
         if mask is not None:
             if mask.shape != x.shape[:2]:
                 raise ValueError(f"mask must have shape {tuple(x.shape[:2])}, got {tuple(mask.shape)}")
-            mask = mask.to(torch.bool).t().contiguous()
-        h = x.transpose(0, 1).contiguous()  # (T, B, F): the kernels loop over time
+            mask = mask.to(torch.bool)
+        h = x.contiguous()
         for layer in self.layers:
             h = layer(h, domain_sizes=domain_sizes, domain=domain, mask=mask,
                       implementation=self.implementation)
-        return h.transpose(0, 1)
+        return h
 
     def step(
         self,
