@@ -1,0 +1,28 @@
+# Set-up and entry points. `make demo` and `make test` each create .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch build to install; these wheels are the ones the project is developed and tested with
+# (override e.g. TORCH_SPEC="torch torchvision" to take the newest release).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed  ## install, then run the default end-to-end demo
+	$(PY) -m pipeline.demo
+
+test: $(VENV)/.installed  ## install, then run the test suite
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed  ## speed of the recurrent models against nn.LSTM
+	$(PY) benchmarks/recurrent.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache
