@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .workspace import POOL
+
 # Guards the division by a domain's total weight when a timestep holds none of its rows.
 _MIN_TOTAL_WEIGHT = 1e-12
 
@@ -115,11 +117,20 @@ def _step_norm_backward(dy, sum_dy, a, a2, stats: _StepStats, t, gamma, weights,
     dy_xhat = torch.addcmul(sum_dya, mean, sum_dy, value=-1).mul_(rstd)
     grad_var = (dy_xhat * rstd).mul_(rg).mul_(-0.5)
     coef_const = torch.addcmul(grad_mean, grad_var, mean, value=-2)
-    if len(blocks) == 1:  # one domain: a broadcast instead of an (N, 1) x (1, F) product
+    if len(blocks) == 1:
         da = torch.addcmul(coef_const, a, grad_var, value=2).mul_(weights.t())
         da.addcmul_(dy, rg)
     else:
-        da = torch.addcmul(weights.t() @ coef_const, a, weights.t() @ grad_var, value=2)
+        # da = w^T coef_const + 2 a (w^T grad_var) + dy rstd gamma, with the (N, d) x (d, F)
+        # products written as d broadcast passes: as matrix products (K = d) they are slow on
+        # the CPU and come back column-major, which slows every later elementwise op.
+        cols = weights.t().unsqueeze(-1)  # (N, d, 1)
+        spread_const = torch.mul(cols[:, 0], coef_const[0])
+        spread_var = torch.mul(cols[:, 0], grad_var[0])
+        for i in range(1, len(blocks)):
+            spread_const.addcmul_(cols[:, i], coef_const[i])
+            spread_var.addcmul_(cols[:, i], grad_var[i])
+        da = spread_const.addcmul_(a, spread_var, value=2)
         for b, (start, stop) in enumerate(blocks):
             da[start:stop].addcmul_(dy[start:stop], rg[b])
     if d_weights is not None:
@@ -156,22 +167,24 @@ class FusedRecurrentLayer(torch.autograd.Function):
         mask_f = None if mask is None else mask_tm.to(x.dtype)
 
         out = x.new_empty(T, N, H)
-        sig = x.new_empty(T, N, G)  # gate activations sigmoid(z)
-        g_all = x.new_empty(T, N, H)  # tanh of the g-gate
-        u_all = x.new_empty(T, N, H)  # sigmoid(2 * normalised c): tanh(.) = 2 u - 1
-        c_all = x.new_empty(T + 1, N, H)  # c_all[0] is the zero state
+        sig = POOL.take((T, N, G), x)  # gate activations sigmoid(z)
+        g_all = POOL.take((T, N, H), x)  # tanh of the g-gate
+        u_all = POOL.take((T, N, H), x)  # sigmoid(2 * normalised c): tanh(.) = 2 u - 1
+        c_all = POOL.take((T + 1, N, H), x)  # c_all[0] is the zero state
         c_all[0].zero_()
         h = x.new_zeros(N, H)
-        ax = (x_tm.view(T * N, I) @ w_ih.t()).view(T, N, G)
+        ax = POOL.take((T, N, G), x)
+        torch.mm(x_tm.view(T * N, I), w_ih.t(), out=ax.view(T * N, G))
+        ax2 = ah_all = ah2_all = c2_all = None
         if norm:
             blocks = spec.blocks
             d = len(blocks)
             w_x = _Weights(weights, mask_f)
             w_c = _Weights(x.new_ones(1, N), mask_f)
-            ax2 = ax * ax
-            ah_all = x.new_empty(T, N, G)
-            ah2_all = x.new_empty(T, N, G)
-            c2_all = x.new_empty(T, N, H)
+            ax2 = torch.mul(ax, ax, out=POOL.take((T, N, G), x))
+            ah_all = POOL.take((T, N, G), x)
+            ah2_all = POOL.take((T, N, G), x)
+            c2_all = POOL.take((T, N, H), x)
             x_stats, h_stats, c_stats = _StepStats(T, d, G, x), _StepStats(T, d, G, x), _StepStats(T, 1, H, x)
         else:
             ax += bias
@@ -216,6 +229,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
 
         ctx.spec = spec
         ctx.work = (x_tm, sig, g_all, u_all, c_all, mask_tm, mask_f)
+        ctx.pooled = (ax, sig, g_all, u_all, c_all, ax2, ah_all, ah2_all, c2_all)
         if norm:
             spec.stats = {"x": (x_stats.mean, x_stats.var), "h": (h_stats.mean, h_stats.var),
                           "c": (c_stats.mean, c_stats.var)}
@@ -225,6 +239,11 @@ class FusedRecurrentLayer(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_out):
+        if ctx.pooled is None:
+            raise RuntimeError(
+                "the fused recurrent kernel supports one backward pass per forward; for "
+                "retain_graph=True use implementation='reference'"
+            )
         w_ih, w_hh, weights, gx, gh, gc = ctx.saved_tensors
         x_tm, sig, g_all, u_all, c_all, mask_tm, mask_f = ctx.work
         spec = ctx.spec
@@ -235,15 +254,15 @@ class FusedRecurrentLayer(torch.autograd.Function):
         want_w = norm and ctx.needs_input_grad[4]
         affine = {"x": [], "h": [], "c": []}
         d_w = None
-        dz_all = sig.new_empty(T, N, G)
+        dz_all = POOL.take((T, N, G), sig)
         if norm:
             blocks = spec.blocks
             ax, ax2, ah_all, ah2_all, c2_all, w_x, w_c, x_stats, h_stats, c_stats = ctx.norm
             ind = spec.indicator(dz_all)
             ones = dz_all.new_ones(1, N)
             d_w = torch.zeros_like(weights) if want_w else None
-            dax_all = dz_all.new_empty(T, N, G)
-            dah_all = dz_all.new_empty(T, N, G)
+            dax_all = POOL.take((T, N, G), sig)
+            dah_all = POOL.take((T, N, G), sig)
             d_bias = dz_all.new_zeros(G)
         else:
             dax_all = dah_all = dz_all
@@ -301,7 +320,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 dc += dc_keep
 
         # h_{t-1} for dW_h, recomputed from the saved gates exactly as the forward computed it.
-        h_prev = torch.empty_like(c_all[:T])  # (T, N, H)
+        h_prev = POOL.take((T, N, H), sig)
         h_prev[0].zero_()
         torch.mul(u_all[:-1], 2, out=h_prev[1:]).sub_(1).mul_(sig[:-1, :, 2 * H: 3 * H])
         if mask_tm is not None:
@@ -318,6 +337,8 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 if gamma.requires_grad:
                     grads_affine[2 * k] = sum(_feature_sum(a[0]) for a in affine[side])
                     grads_affine[2 * k + 1] = sum(_feature_sum(a[1]) for a in affine[side])
+        POOL.give(*ctx.pooled, dz_all, h_prev, *((dax_all, dah_all) if norm else ()))
+        ctx.pooled = ctx.work = ctx.norm = None
         return (d_x, d_w_ih, d_w_hh, d_bias, d_w, *grads_affine, None, None)
 
 
