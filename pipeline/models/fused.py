@@ -103,30 +103,32 @@ def _step_norm_forward(a, a2, weights, gamma, beta, eps, stats: _StepStats, t):
 
 
 def _step_norm_backward(dy, sum_dy, a, a2, stats: _StepStats, t, gamma, weights, total,
-                        indicator, blocks, mask_t, d_weights):
-    """Backward of one per-step normalisation for the output gradient dy (N, F).
+                        indicator, blocks, mask_t, d_weights, out, scratch):
+    """Backward of one per-step normalisation for the output gradient dy (N, F), into `out`.
 
     sum_dy = indicator @ dy (shared by the normalisers of one step). With `d_weights` (d, N)
-    the gradient with respect to the contribution weights is added to it. Returns
+    the gradient with respect to the contribution weights is added to it. `scratch` holds two
+    (N, F) buffers: fresh ones every step would cost page faults. Returns
     (da, (sum dy x_hat, sum dy) per domain, each (d, F)).
     """
     mean, var, rstd = stats.mean[t], stats.var[t], stats.rstd[t]
-    sum_dya = indicator @ (dy * a)
+    sum_dya = indicator @ torch.mul(dy, a, out=scratch[0])
     rg = rstd * gamma
     grad_mean = (rg * sum_dy).neg_()
     dy_xhat = torch.addcmul(sum_dya, mean, sum_dy, value=-1).mul_(rstd)
     grad_var = (dy_xhat * rstd).mul_(rg).mul_(-0.5)
     coef_const = torch.addcmul(grad_mean, grad_var, mean, value=-2)
     if len(blocks) == 1:
-        da = torch.addcmul(coef_const, a, grad_var, value=2).mul_(weights.t())
+        da = torch.addcmul(coef_const, a, grad_var, value=2, out=out).mul_(weights.t())
         da.addcmul_(dy, rg)
     else:
         # da = w^T coef_const + 2 a (w^T grad_var) + dy rstd gamma, with the (N, d) x (d, F)
-        # products written as d broadcast passes: as matrix products (K = d) they are slow on
-        # the CPU and come back column-major, which slows every later elementwise op.
+        # products written as d broadcast passes into row-major buffers: as matrix products
+        # (K = d) they are slow on the CPU and come back column-major, which slows every later
+        # elementwise op.
         cols = weights.t().unsqueeze(-1)  # (N, d, 1)
-        spread_const = torch.mul(cols[:, 0], coef_const[0])
-        spread_var = torch.mul(cols[:, 0], grad_var[0])
+        spread_const = torch.mul(cols[:, 0], coef_const[0], out=out)
+        spread_var = torch.mul(cols[:, 0], grad_var[0], out=scratch[1])
         for i in range(1, len(blocks)):
             spread_const.addcmul_(cols[:, i], coef_const[i])
             spread_var.addcmul_(cols[:, i], grad_var[i])
@@ -268,6 +270,8 @@ class FusedRecurrentLayer(torch.autograd.Function):
             dax_all = dah_all = dz_all
 
         dgates = dz_all.new_empty(N, G)
+        scratch_g = (dz_all.new_empty(N, G), dz_all.new_empty(N, G))
+        scratch_c = (dz_all.new_empty(N, H), dz_all.new_empty(N, H))
         dh = dz_all.new_zeros(N, H)
         dc = dz_all.new_zeros(N, H)
         for t in range(T - 1, -1, -1):
@@ -285,7 +289,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 pw, total = w_c.at(t)
                 dcn, aff = _step_norm_backward(
                     dcn, ones @ dcn, c, c2_all[t], c_stats, t, gc, pw, total, ones, [(0, N)],
-                    None, None,
+                    None, None, torch.empty_like(dcn), scratch_c,
                 )
                 affine["c"].append(aff)
             else:
@@ -297,19 +301,18 @@ class FusedRecurrentLayer(torch.autograd.Function):
             torch.mul(dc, c_prev, out=dgates[:, :H])
             torch.mul(dc, g, out=dgates[:, H: 2 * H])
             torch.mul(dc, i, out=dgates[:, 3 * H:]).mul_(2)
-            dz = torch.mul(dgates, torch.addcmul(s, s, s, value=-1), out=dz_all[t])
+            dz = torch.mul(dgates, torch.addcmul(s, s, s, value=-1, out=scratch_g[0]), out=dz_all[t])
             dc = dc * f
             if norm:
                 pw, total = w_x.at(t)
                 mask_t = None if mask_f is None else mask_f[t]
                 sum_dz = ind @ dz
                 d_bias += sum_dz.sum(0)
-                dax, aff_x = _step_norm_backward(dz, sum_dz, ax[t], ax2[t], x_stats, t, gx, pw,
-                                                 total, ind, blocks, mask_t, d_w)
+                _, aff_x = _step_norm_backward(dz, sum_dz, ax[t], ax2[t], x_stats, t, gx, pw, total,
+                                               ind, blocks, mask_t, d_w, dax_all[t], scratch_g)
                 dah, aff_h = _step_norm_backward(dz, sum_dz, ah_all[t], ah2_all[t], h_stats, t, gh,
-                                                 pw, total, ind, blocks, mask_t, d_w)
-                dax_all[t] = dax
-                dah_all[t] = dah
+                                                 pw, total, ind, blocks, mask_t, d_w, dah_all[t],
+                                                 scratch_g)
                 affine["x"].append(aff_x)
                 affine["h"].append(aff_h)
             else:
