@@ -80,49 +80,64 @@ class _Weights:
 
 
 # -- per-step normalisation -----------------------------------------------------------------------
+#
+# A normaliser here serves k "sides" that share one gradient: the input and hidden sides of a
+# layer (k = 2) both add into the gate pre-activations, so both get the same dz; the cell state is
+# a normaliser with k = 1. Each step's values sit in one row-major buffer [a | a^2] of width
+# 2 W (W = k F), so that the statistics of all sides come from a single product with the weights.
 
 
 class _StepStats:
-    """Batch statistics of one normaliser for all T steps: mean, var, rstd, each (T, d, F)."""
+    """Statistics of one normaliser for all T steps: moments (T, d, 2W) = [E a | E a^2], var and
+    rstd (T, d, W)."""
 
-    def __init__(self, T, d, F, like):
-        self.mean = like.new_empty(T, d, F)
-        self.var = like.new_empty(T, d, F)
-        self.rstd = like.new_empty(T, d, F)
+    def __init__(self, T, d, width, like):
+        self.moments = like.new_empty(T, d, 2 * width)
+        self.var = like.new_empty(T, d, width)
+        self.rstd = like.new_empty(T, d, width)
 
 
-def _step_norm_forward(a, a2, weights, gamma, beta, eps, stats: _StepStats, t):
-    """Statistics of a (N, F) (a2 = a * a) at step t, into `stats`; returns (scale, shift) (d, F)
-    with which the normalised output is a * scale + beta-part shift, per domain."""
-    mean = torch.mm(weights, a, out=stats.mean[t])
-    var = torch.mm(weights, a2, out=stats.var[t])
-    var.addcmul_(mean, mean, value=-1).clamp_min_(0)
+def _step_norm_forward(buf, weights, gamma, beta, eps, stats: _StepStats, t):
+    """Statistics at step t of a = buf[:, :W] from buf = [a | a^2] (N, 2W), into `stats`;
+    returns (scale, shift) (d, W): a row of domain i normalises to a * scale_i + shift_i."""
+    W = buf.shape[1] // 2
+    moments = torch.mm(weights, buf, out=stats.moments[t])
+    mean = moments[:, :W]
+    var = torch.addcmul(moments[:, W:], mean, mean, value=-1, out=stats.var[t]).clamp_min_(0)
     rstd = torch.add(var, eps, out=stats.rstd[t]).rsqrt_()
     scale = rstd * gamma
     return scale, torch.addcmul(beta, mean, scale, value=-1)
 
 
-def _step_norm_backward(dy, sum_dy, a, a2, stats: _StepStats, t, gamma, weights, total,
-                        indicator, blocks, mask_t, d_weights, out, scratch):
-    """Backward of one per-step normalisation for the output gradient dy (N, F), into `out`.
+def _step_norm_backward(dy, sum_dy, buf, stats: _StepStats, t, gamma, weights, total, indicator,
+                        blocks, mask_t, d_weights, out, scratch, coef):
+    """Backward of `_step_norm_forward` at step t for the gradient dy (N, F) of every side.
 
-    sum_dy = indicator @ dy (shared by the normalisers of one step). With `d_weights` (d, N)
-    the gradient with respect to the contribution weights is added to it. `scratch` holds two
-    (N, F) buffers: fresh ones every step would cost page faults. Returns
-    (da, (sum dy x_hat, sum dy) per domain, each (d, F)).
+    sum_dy = indicator @ dy; `out` (N, W) receives the gradients of all sides; `scratch` holds
+    two (N, W) buffers and `coef` is (d, 2W) (fresh tensors every step would cost page faults).
+    With `d_weights` (d, N) the gradient with respect to the contribution weights is added to
+    it. Returns (da, (sum dy x_hat, sum dy) per domain, each (d, W)) for the affine gradients.
     """
-    mean, var, rstd = stats.mean[t], stats.var[t], stats.rstd[t]
-    sum_dya = indicator @ torch.mul(dy, a, out=scratch[0])
+    N, F = dy.shape
+    W = buf.shape[1] // 2
+    k = W // F
+    a = buf[:, :W]
+    moments, var, rstd = stats.moments[t], stats.var[t], stats.rstd[t]
+    mean = moments[:, :W]
+    prod = torch.mul(a.view(N, k, F), dy.unsqueeze(1), out=scratch[0].view(N, k, F))
+    sum_dya = indicator @ prod.view(N, W)
+    if k > 1:
+        sum_dy = sum_dy.repeat(1, k)
     rg = rstd * gamma
     grad_mean = (rg * sum_dy).neg_()
     dy_xhat = torch.addcmul(sum_dya, mean, sum_dy, value=-1).mul_(rstd)
-    grad_var = (dy_xhat * rstd).mul_(rg).mul_(-0.5)
-    coef_const = torch.addcmul(grad_mean, grad_var, mean, value=-2)
+    grad_var = torch.mul(dy_xhat, rstd, out=coef[:, W:]).mul_(rg).mul_(-0.5)
+    coef_const = torch.addcmul(grad_mean, grad_var, mean, value=-2, out=coef[:, :W])
     if len(blocks) == 1:
         da = torch.addcmul(coef_const, a, grad_var, value=2, out=out).mul_(weights.t())
-        da.addcmul_(dy, rg)
+        da.view(N, k, F).addcmul_(dy.unsqueeze(1), rg.view(1, k, F))
     else:
-        # da = w^T coef_const + 2 a (w^T grad_var) + dy rstd gamma, with the (N, d) x (d, F)
+        # da = w^T coef_const + 2 a (w^T grad_var) + dy rstd gamma, with the (N, d) x (d, W)
         # products written as d broadcast passes into row-major buffers: as matrix products
         # (K = d) they are slow on the CPU and come back column-major, which slows every later
         # elementwise op.
@@ -134,11 +149,12 @@ def _step_norm_backward(dy, sum_dy, a, a2, stats: _StepStats, t, gamma, weights,
             spread_var.addcmul_(cols[:, i], grad_var[i])
         da = spread_const.addcmul_(a, spread_var, value=2)
         for b, (start, stop) in enumerate(blocks):
-            da[start:stop].addcmul_(dy[start:stop], rg[b])
+            n = stop - start
+            da[start:stop].view(n, k, F).addcmul_(dy[start:stop].unsqueeze(1), rg[b].view(k, F))
     if d_weights is not None:
         # d mean_i / d w_ij = (a_j - mean_i) / S_i and d var_i / d w_ij = ((a_j - mean_i)^2 - var_i) / S_i
         const = torch.addcmul(grad_mean * mean, grad_var, var - mean * mean).sum(1, keepdim=True)
-        dw = torch.mm(coef_const, a.t()).addmm_(grad_var, a2.t()).sub_(const).div_(total)
+        dw = torch.mm(coef, buf.t()).sub_(const).div_(total)
         d_weights += dw if mask_t is None else dw * mask_t
     return da, (dy_xhat, sum_dy)
 
@@ -172,52 +188,48 @@ class FusedRecurrentLayer(torch.autograd.Function):
         sig = POOL.take((T, N, G), x)  # gate activations sigmoid(z)
         g_all = POOL.take((T, N, H), x)  # tanh of the g-gate
         u_all = POOL.take((T, N, H), x)  # sigmoid(2 * normalised c): tanh(.) = 2 u - 1
-        c_all = POOL.take((T + 1, N, H), x)  # c_all[0] is the zero state
-        c_all[0].zero_()
+        # [c_t | c_t^2] per step for the normalisers (c_t alone without), index 0 the zero state
+        cc = POOL.take((T + 1, N, 2 * H if norm else H), x)
+        cc[0].zero_()
         h = x.new_zeros(N, H)
-        ax = POOL.take((T, N, G), x)
-        torch.mm(x_tm.view(T * N, I), w_ih.t(), out=ax.view(T * N, G))
-        ax2 = ah_all = ah2_all = c2_all = None
         if norm:
             blocks = spec.blocks
             d = len(blocks)
             w_x = _Weights(weights, mask_f)
             w_c = _Weights(x.new_ones(1, N), mask_f)
-            ax2 = torch.mul(ax, ax, out=POOL.take((T, N, G), x))
-            ah_all = POOL.take((T, N, G), x)
-            ah2_all = POOL.take((T, N, G), x)
-            c2_all = POOL.take((T, N, H), x)
-            x_stats, h_stats, c_stats = _StepStats(T, d, G, x), _StepStats(T, d, G, x), _StepStats(T, 1, H, x)
+            # per step [W_x x_t | W_h h_{t-1} | their squares]: one product gives all moments
+            acts = POOL.take((T, N, 4 * G), x)
+            torch.mm(x_tm.view(T * N, I), w_ih.t(), out=acts.view(T * N, 4 * G)[:, :G])
+            gamma_xh, beta_xh = torch.cat([gx, gh]), torch.cat([bx, bh])
+            xh_stats, c_stats = _StepStats(T, d, 2 * G, x), _StepStats(T, 1, H, x)
         else:
-            ax += bias
+            acts = POOL.take((T, N, G), x)
+            torch.mm(x_tm.view(T * N, I), w_ih.t(), out=acts.view(T * N, G)).add_(bias)
 
         for t in range(T):
             z = sig[t]
             if norm:
-                a = torch.mm(h, w_hh_t, out=ah_all[t])
-                a2 = torch.mul(a, a, out=ah2_all[t])
+                buf = acts[t]
+                a_h = torch.mm(h, w_hh_t, out=buf[:, G: 2 * G])
+                torch.mul(buf[:, : 2 * G], buf[:, : 2 * G], out=buf[:, 2 * G:])
                 pw, _ = w_x.at(t)
-                scale_x, shift_x = _step_norm_forward(ax[t], ax2[t], pw, gx, bx, spec.eps, x_stats, t)
-                scale_h, shift_h = _step_norm_forward(a, a2, pw, gh, bh, spec.eps, h_stats, t)
-                shift = shift_x.add_(shift_h).add_(bias)
-                if d == 1:
-                    torch.addcmul(shift, ax[t], scale_x, out=z).addcmul_(a, scale_h)
-                else:
-                    for b, (start, stop) in enumerate(blocks):
-                        torch.addcmul(shift[b], ax[t, start:stop], scale_x[b], out=z[start:stop])
-                        z[start:stop].addcmul_(a[start:stop], scale_h[b])
+                scale, shift = _step_norm_forward(buf, pw, gamma_xh, beta_xh, spec.eps, xh_stats, t)
+                shift = shift[:, :G].add(shift[:, G:]).add_(bias)
+                for b, (start, stop) in enumerate(blocks):
+                    torch.addcmul(shift[b], buf[start:stop, :G], scale[b, :G], out=z[start:stop])
+                    z[start:stop].addcmul_(a_h[start:stop], scale[b, G:])
             else:
-                torch.addmm(ax[t], h, w_hh_t, out=z)
+                torch.addmm(acts[t], h, w_hh_t, out=z)
             s = z.sigmoid_()
             f, i, o, sg = s.split(H, 1)
             g = torch.mul(sg, 2, out=g_all[t]).sub_(1)
-            c_prev = c_all[t]
-            c = torch.mul(f, c_prev, out=c_all[t + 1]).addcmul_(i, g)
+            c_prev = cc[t][:, :H]
+            c = torch.mul(f, c_prev, out=cc[t + 1][:, :H]).addcmul_(i, g)
             u = u_all[t]
             if norm:
-                c2 = torch.mul(c, c, out=c2_all[t])
+                torch.mul(c, c, out=cc[t + 1][:, H:])
                 pw, _ = w_c.at(t)
-                scale, shift = _step_norm_forward(c, c2, pw, gc, bc, spec.eps, c_stats, t)
+                scale, shift = _step_norm_forward(cc[t + 1], pw, gc, bc, spec.eps, c_stats, t)
                 torch.addcmul(shift, c, scale, out=u)
             else:
                 torch.mul(c, 2, out=u)
@@ -230,12 +242,14 @@ class FusedRecurrentLayer(torch.autograd.Function):
             h = h_new
 
         ctx.spec = spec
-        ctx.work = (x_tm, sig, g_all, u_all, c_all, mask_tm, mask_f)
-        ctx.pooled = (ax, sig, g_all, u_all, c_all, ax2, ah_all, ah2_all, c2_all)
+        ctx.work = (x_tm, sig, g_all, u_all, cc, acts, mask_tm, mask_f)
+        ctx.pooled = (sig, g_all, u_all, cc, acts)
         if norm:
-            spec.stats = {"x": (x_stats.mean, x_stats.var), "h": (h_stats.mean, h_stats.var),
-                          "c": (c_stats.mean, c_stats.var)}
-            ctx.norm = (ax, ax2, ah_all, ah2_all, c2_all, w_x, w_c, x_stats, h_stats, c_stats)
+            moments, var = xh_stats.moments, xh_stats.var
+            spec.stats = {"x": (moments[..., :G], var[..., :G]),
+                          "h": (moments[..., G: 2 * G], var[..., G:]),
+                          "c": (c_stats.moments[..., :H], c_stats.var)}
+            ctx.norm = (w_x, w_c, xh_stats, c_stats, gamma_xh)
         ctx.save_for_backward(w_ih, w_hh, weights, gx, gh, gc)
         return out.transpose(0, 1)
 
@@ -247,40 +261,42 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 "retain_graph=True use implementation='reference'"
             )
         w_ih, w_hh, weights, gx, gh, gc = ctx.saved_tensors
-        x_tm, sig, g_all, u_all, c_all, mask_tm, mask_f = ctx.work
+        x_tm, sig, g_all, u_all, cc, acts, mask_tm, mask_f = ctx.work
         spec = ctx.spec
         norm = spec is not None
         T, N, H = u_all.shape
         G = 4 * H
         d_out = d_out.transpose(0, 1)  # (T, N, H)
         want_w = norm and ctx.needs_input_grad[4]
-        affine = {"x": [], "h": [], "c": []}
+        affine_xh, affine_c = [], []
         d_w = None
-        dz_all = POOL.take((T, N, G), sig)
         if norm:
             blocks = spec.blocks
-            ax, ax2, ah_all, ah2_all, c2_all, w_x, w_c, x_stats, h_stats, c_stats = ctx.norm
-            ind = spec.indicator(dz_all)
-            ones = dz_all.new_ones(1, N)
+            w_x, w_c, xh_stats, c_stats, gamma_xh = ctx.norm
+            ind = spec.indicator(sig)
+            ones = sig.new_ones(1, N)
             d_w = torch.zeros_like(weights) if want_w else None
-            dax_all = POOL.take((T, N, G), sig)
-            dah_all = POOL.take((T, N, G), sig)
-            d_bias = dz_all.new_zeros(G)
+            d_acts = POOL.take((T, N, 2 * G), sig)  # [d(W_x x_t) | d(W_h h_{t-1})]
+            d_bias = sig.new_zeros(G)
+            scratch = (sig.new_empty(N, 2 * G), sig.new_empty(N, 2 * G))
+            scratch_c = (sig.new_empty(N, H), sig.new_empty(N, H))
+            coef, coef_c = sig.new_empty(len(blocks), 4 * G), sig.new_empty(1, 2 * H)
+            dcn_out = sig.new_empty(N, H)
         else:
-            dax_all = dah_all = dz_all
+            d_acts = POOL.take((T, N, G), sig)  # the gradient of the gate pre-activations
 
-        dgates = dz_all.new_empty(N, G)
-        scratch_g = (dz_all.new_empty(N, G), dz_all.new_empty(N, G))
-        scratch_c = (dz_all.new_empty(N, H), dz_all.new_empty(N, H))
-        dh = dz_all.new_zeros(N, H)
-        dc = dz_all.new_zeros(N, H)
+        dgates = sig.new_empty(N, G)
+        sig_slope = sig.new_empty(N, G)
+        dz = sig.new_empty(N, G)
+        dh = sig.new_zeros(N, H)
+        dc = sig.new_zeros(N, H)
         for t in range(T - 1, -1, -1):
             dh += d_out[t]
             if mask_tm is not None:
                 keep = mask_tm[t].unsqueeze(1)
                 dh_keep = torch.where(keep, 0.0, dh)
                 dh = torch.where(keep, dh, 0.0)
-            s, u, g, c_prev, c = sig[t], u_all[t], g_all[t], c_all[t], c_all[t + 1]
+            s, u, g, c_prev = sig[t], u_all[t], g_all[t], cc[t][:, :H]
             f, i, o, _ = s.split(H, 1)
             torch.mul(dh, torch.mul(u, 2).sub_(1), out=dgates[:, 2 * H: 3 * H])
             # d tanh(cn) / d (2 cn) = 2 u (1 - u); cn' = 2 cn is what the normaliser produced.
@@ -288,10 +304,10 @@ class FusedRecurrentLayer(torch.autograd.Function):
             if norm:
                 pw, total = w_c.at(t)
                 dcn, aff = _step_norm_backward(
-                    dcn, ones @ dcn, c, c2_all[t], c_stats, t, gc, pw, total, ones, [(0, N)],
-                    None, None, torch.empty_like(dcn), scratch_c,
+                    dcn, ones @ dcn, cc[t + 1], c_stats, t, gc, pw, total, ones, [(0, N)],
+                    None, None, dcn_out, scratch_c, coef_c,
                 )
-                affine["c"].append(aff)
+                affine_c.append(aff)
             else:
                 dcn.mul_(2)
             dc += dcn
@@ -301,23 +317,21 @@ class FusedRecurrentLayer(torch.autograd.Function):
             torch.mul(dc, c_prev, out=dgates[:, :H])
             torch.mul(dc, g, out=dgates[:, H: 2 * H])
             torch.mul(dc, i, out=dgates[:, 3 * H:]).mul_(2)
-            dz = torch.mul(dgates, torch.addcmul(s, s, s, value=-1, out=scratch_g[0]), out=dz_all[t])
-            dc = dc * f
+            slope = torch.addcmul(s, s, s, value=-1, out=sig_slope)
             if norm:
+                torch.mul(dgates, slope, out=dz)
                 pw, total = w_x.at(t)
-                mask_t = None if mask_f is None else mask_f[t]
                 sum_dz = ind @ dz
                 d_bias += sum_dz.sum(0)
-                _, aff_x = _step_norm_backward(dz, sum_dz, ax[t], ax2[t], x_stats, t, gx, pw, total,
-                                               ind, blocks, mask_t, d_w, dax_all[t], scratch_g)
-                dah, aff_h = _step_norm_backward(dz, sum_dz, ah_all[t], ah2_all[t], h_stats, t, gh,
-                                                 pw, total, ind, blocks, mask_t, d_w, dah_all[t],
-                                                 scratch_g)
-                affine["x"].append(aff_x)
-                affine["h"].append(aff_h)
+                _, aff = _step_norm_backward(
+                    dz, sum_dz, acts[t], xh_stats, t, gamma_xh, pw, total, ind, blocks,
+                    None if mask_f is None else mask_f[t], d_w, d_acts[t], scratch, coef,
+                )
+                affine_xh.append(aff)
+                dh = d_acts[t][:, G:] @ w_hh
             else:
-                dah = dz
-            dh = dah @ w_hh
+                dh = torch.mul(dgates, slope, out=d_acts[t]) @ w_hh
+            dc = dc * f
             if mask_tm is not None:
                 dh += dh_keep
                 dc += dc_keep
@@ -328,19 +342,22 @@ class FusedRecurrentLayer(torch.autograd.Function):
         torch.mul(u_all[:-1], 2, out=h_prev[1:]).sub_(1).mul_(sig[:-1, :, 2 * H: 3 * H])
         if mask_tm is not None:
             _carry_masked(h_prev, mask_tm)
-        d_w_hh = dah_all.view(T * N, G).t() @ h_prev.view(T * N, H)
+        flat = d_acts.view(T * N, -1)
+        d_x_side, d_h_side = (flat[:, :G], flat[:, G:]) if norm else (flat, flat)
+        d_w_hh = d_h_side.t() @ h_prev.view(T * N, H)
         if not norm:
-            d_bias = dz_all.view(T * N, G).sum(0)
-        d_x = (dax_all.view(T * N, G) @ w_ih).view(T, N, -1).transpose(0, 1) \
-            if ctx.needs_input_grad[0] else None
-        d_w_ih = dax_all.view(T * N, G).t() @ x_tm.view(T * N, -1)
+            d_bias = flat.sum(0)
+        d_x = (d_x_side @ w_ih).view(T, N, -1).transpose(0, 1) if ctx.needs_input_grad[0] else None
+        d_w_ih = d_x_side.t() @ x_tm.view(T * N, -1)
         grads_affine = [None] * 6
         if norm:
-            for k, (gamma, side) in enumerate(((gx, "x"), (gh, "h"), (gc, "c"))):
+            sides = ((gx, affine_xh, slice(0, G)), (gh, affine_xh, slice(G, 2 * G)),
+                     (gc, affine_c, slice(0, H)))
+            for k, (gamma, sums, cols) in enumerate(sides):
                 if gamma.requires_grad:
-                    grads_affine[2 * k] = sum(_feature_sum(a[0]) for a in affine[side])
-                    grads_affine[2 * k + 1] = sum(_feature_sum(a[1]) for a in affine[side])
-        POOL.give(*ctx.pooled, dz_all, h_prev, *((dax_all, dah_all) if norm else ()))
+                    grads_affine[2 * k] = sum(_feature_sum(a[0][:, cols]) for a in sums)
+                    grads_affine[2 * k + 1] = sum(_feature_sum(a[1][:, cols]) for a in sums)
+        POOL.give(*ctx.pooled, d_acts, h_prev)
         ctx.pooled = ctx.work = ctx.norm = None
         return (d_x, d_w_ih, d_w_hh, d_bias, d_w, *grads_affine, None, None)
 
