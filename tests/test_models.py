@@ -39,7 +39,8 @@ def _mask(batch, steps):
 @pytest.mark.parametrize("cls", MODELS)
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("learnable_affine", [False, True])
-def test_fused_kernel_equals_reference_cell(cls, masked, learnable_affine):
+@pytest.mark.parametrize("sizes", [[6, 2], [4, 4]])  # equal blocks take a broadcast path
+def test_fused_kernel_equals_reference_cell(cls, masked, learnable_affine, sizes):
     ref, fast = _pair(cls, layers=3, max_timesteps=4, learnable_affine=learnable_affine)
     if learnable_affine:
         with torch.no_grad():
@@ -49,8 +50,8 @@ def test_fused_kernel_equals_reference_cell(cls, masked, learnable_affine):
         fast.load_state_dict(ref.state_dict())
     x = torch.randn(8, 7, 5, dtype=torch.float64)  # 7 steps > max_timesteps: the last slot is reused
     mask = _mask(8, 7) if masked else None
-    y_ref = ref(x, domain_sizes=[6, 2], mask=mask)
-    y_fast = fast(x, domain_sizes=[6, 2], mask=mask)
+    y_ref = ref(x, domain_sizes=sizes, mask=mask)
+    y_fast = fast(x, domain_sizes=sizes, mask=mask)
     torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)
     grad = torch.randn_like(y_ref)
     (y_ref * grad).sum().backward()

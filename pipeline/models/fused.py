@@ -48,6 +48,12 @@ class NormSpec:
     # {"x" | "h" | "c": (mean, var)} each (T, d, F).
     stats: dict = field(default_factory=dict)
 
+    def equal_blocks(self) -> bool:
+        """True when every domain has the same number of rows (the paper's n1 = n2): then a
+        per-domain value applies to all blocks at once through a (d, n, ...) view."""
+        sizes = {stop - start for start, stop in self.blocks}
+        return len(sizes) == 1
+
     def indicator(self, like: torch.Tensor) -> torch.Tensor:
         """(d, N) one-hot of the rows' domains."""
         n = self.blocks[-1][1]
@@ -110,11 +116,12 @@ def _step_norm_forward(buf, weights, gamma, beta, eps, stats: _StepStats, t):
 
 
 def _step_norm_backward(dy, sum_dy, buf, stats: _StepStats, t, gamma, weights, total, indicator,
-                        blocks, mask_t, d_weights, out, scratch, coef):
+                        blocks, mask_t, d_weights, out, scratch, coef, equal_blocks=False):
     """Backward of `_step_norm_forward` at step t for the gradient dy (N, F) of every side.
 
     sum_dy = indicator @ dy; `out` (N, W) receives the gradients of all sides; `scratch` holds
-    two (N, W) buffers and `coef` is (d, 2W) (fresh tensors every step would cost page faults).
+    an (N, W) and an (N, 2W) buffer and `coef` is (d, 2W) (fresh tensors every step would cost
+    page faults).
     With `d_weights` (d, N) the gradient with respect to the contribution weights is added to
     it. Returns (da, (sum dy x_hat, sum dy) per domain, each (d, W)) for the affine gradients.
     """
@@ -142,15 +149,17 @@ def _step_norm_backward(dy, sum_dy, buf, stats: _StepStats, t, gamma, weights, t
         # (K = d) they are slow on the CPU and come back column-major, which slows every later
         # elementwise op.
         cols = weights.t().unsqueeze(-1)  # (N, d, 1)
-        spread_const = torch.mul(cols[:, 0], coef_const[0], out=out)
-        spread_var = torch.mul(cols[:, 0], grad_var[0], out=scratch[1])
+        spread = torch.mul(cols[:, 0], coef[0], out=scratch[1])  # (N, 2W): [const | var] parts
         for i in range(1, len(blocks)):
-            spread_const.addcmul_(cols[:, i], coef_const[i])
-            spread_var.addcmul_(cols[:, i], grad_var[i])
-        da = spread_const.addcmul_(a, spread_var, value=2)
-        for b, (start, stop) in enumerate(blocks):
-            n = stop - start
-            da[start:stop].view(n, k, F).addcmul_(dy[start:stop].unsqueeze(1), rg[b].view(k, F))
+            spread.addcmul_(cols[:, i], coef[i])
+        da = torch.addcmul(spread[:, :W], a, spread[:, W:], value=2, out=out)
+        if equal_blocks:
+            d = len(blocks)
+            da.view(d, N // d, k, F).addcmul_(dy.view(d, N // d, 1, F), rg.view(d, 1, k, F))
+        else:
+            for b, (start, stop) in enumerate(blocks):
+                n = stop - start
+                da[start:stop].view(n, k, F).addcmul_(dy[start:stop].unsqueeze(1), rg[b].view(k, F))
     if d_weights is not None:
         # d mean_i / d w_ij = (a_j - mean_i) / S_i and d var_i / d w_ij = ((a_j - mean_i)^2 - var_i) / S_i
         const = torch.addcmul(grad_mean * mean, grad_var, var - mean * mean).sum(1, keepdim=True)
@@ -195,6 +204,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
         if norm:
             blocks = spec.blocks
             d = len(blocks)
+            equal = spec.equal_blocks()
             w_x = _Weights(weights, mask_f)
             w_c = _Weights(x.new_ones(1, N), mask_f)
             # per step [W_x x_t | W_h h_{t-1} | their squares]: one product gives all moments
@@ -215,9 +225,16 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 pw, _ = w_x.at(t)
                 scale, shift = _step_norm_forward(buf, pw, gamma_xh, beta_xh, spec.eps, xh_stats, t)
                 shift = shift[:, :G].add(shift[:, G:]).add_(bias)
-                for b, (start, stop) in enumerate(blocks):
-                    torch.addcmul(shift[b], buf[start:stop, :G], scale[b, :G], out=z[start:stop])
-                    z[start:stop].addcmul_(a_h[start:stop], scale[b, G:])
+                if equal:  # every domain block at once through (d, N / d, .) views
+                    rows = N // d
+                    torch.addcmul(shift.view(d, 1, G), buf[:, :G].view(d, rows, G),
+                                  scale[:, :G].view(d, 1, G), out=z.view(d, rows, G))
+                    z.view(d, rows, G).addcmul_(a_h.view(d, rows, G), scale[:, G:].view(d, 1, G))
+                else:
+                    for b, (start, stop) in enumerate(blocks):
+                        torch.addcmul(shift[b], buf[start:stop, :G], scale[b, :G],
+                                      out=z[start:stop])
+                        z[start:stop].addcmul_(a_h[start:stop], scale[b, G:])
             else:
                 torch.addmm(acts[t], h, w_hh_t, out=z)
             s = z.sigmoid_()
@@ -278,8 +295,9 @@ class FusedRecurrentLayer(torch.autograd.Function):
             d_w = torch.zeros_like(weights) if want_w else None
             d_acts = POOL.take((T, N, 2 * G), sig)  # [d(W_x x_t) | d(W_h h_{t-1})]
             d_bias = sig.new_zeros(G)
-            scratch = (sig.new_empty(N, 2 * G), sig.new_empty(N, 2 * G))
-            scratch_c = (sig.new_empty(N, H), sig.new_empty(N, H))
+            scratch = (sig.new_empty(N, 2 * G), sig.new_empty(N, 4 * G))
+            scratch_c = (sig.new_empty(N, H), sig.new_empty(N, 2 * H))
+            equal = spec.equal_blocks()
             coef, coef_c = sig.new_empty(len(blocks), 4 * G), sig.new_empty(1, 2 * H)
             dcn_out = sig.new_empty(N, H)
         else:
@@ -325,7 +343,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 d_bias += sum_dz.sum(0)
                 _, aff = _step_norm_backward(
                     dz, sum_dz, acts[t], xh_stats, t, gamma_xh, pw, total, ind, blocks,
-                    None if mask_f is None else mask_f[t], d_w, d_acts[t], scratch, coef,
+                    None if mask_f is None else mask_f[t], d_w, d_acts[t], scratch, coef, equal,
                 )
                 affine_xh.append(aff)
                 dh = d_acts[t][:, G:] @ w_hh
