@@ -390,3 +390,61 @@ def _carry_masked(h_prev: torch.Tensor, mask_tm: torch.Tensor) -> None:
 def _feature_sum(values: torch.Tensor) -> torch.Tensor:
     """(..., F) -> (F,): summed over domains."""
     return values.reshape(-1, values.shape[-1]).sum(0)
+
+
+# -- evaluation -----------------------------------------------------------------------------------
+
+
+@dataclass
+class EvalAffine:
+    """Evaluation-mode normalisation of one layer as per-timestep affine maps, each (T, R, F)
+    with R = 1 (every row from one domain) or R = N (per-row domains): the normalised value of
+    a is a * scale + shift. `shift_gates` already holds beta_x + beta_h + bias."""
+
+    scale_x: torch.Tensor
+    scale_h: torch.Tensor
+    shift_gates: torch.Tensor
+    scale_c: torch.Tensor
+    shift_c: torch.Tensor
+
+
+@torch.no_grad()
+def evaluate_sequence(x, w_ih, w_hh, bias, mask, affine: EvalAffine | None):
+    """Forward of one layer in evaluation mode, without autograd: x (N, T, I) -> (N, T, H).
+
+    Parameters are the effective ones as for `FusedRecurrentLayer` (factor 2 of the g-gate and of
+    the cell normaliser folded in); `affine` is None for the plain LSTM.
+    """
+    N, T, I = x.shape
+    H = w_hh.shape[1]
+    G = 4 * H
+    w_hh_t = w_hh.t()
+    x_tm = x.transpose(0, 1).contiguous()
+    mask_tm = None if mask is None else mask.t().unsqueeze(-1)  # (T, N, 1)
+    acts = (x_tm.view(T * N, I) @ w_ih.t()).view(T, N, G)
+    if affine is None:
+        acts += bias
+    out = x.new_empty(T, N, H)
+    h = x.new_zeros(N, H)
+    c = x.new_zeros(N, H)
+    z = x.new_empty(N, G)
+    u = x.new_empty(N, H)
+    for t in range(T):
+        if affine is None:
+            torch.addmm(acts[t], h, w_hh_t, out=z)
+        else:
+            torch.mm(h, w_hh_t, out=z).mul_(affine.scale_h[t])
+            z.addcmul_(acts[t], affine.scale_x[t]).add_(affine.shift_gates[t])
+        s = z.sigmoid_()
+        f, i, o, sg = s.split(H, 1)
+        c_new = torch.mul(f, c).addcmul_(i, sg.mul(2).sub_(1))
+        if affine is None:
+            torch.mul(c_new, 2, out=u)
+        else:
+            torch.addcmul(affine.shift_c[t], c_new, affine.scale_c[t], out=u)
+        h_new = torch.mul(u.sigmoid_(), 2, out=out[t]).sub_(1).mul_(o)
+        if mask_tm is not None:
+            h_new.copy_(torch.where(mask_tm[t], h_new, h))
+            c_new = torch.where(mask_tm[t], c_new, c)
+        h, c = h_new, c_new
+    return out.transpose(0, 1)

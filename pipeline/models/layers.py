@@ -27,7 +27,7 @@ from torch import nn
 
 from .contribution import check_domain_sizes
 from .ddbn import BN, DDBN, update_running_sequence
-from .fused import FusedRecurrentLayer, NormSpec
+from .fused import EvalAffine, FusedRecurrentLayer, NormSpec, evaluate_sequence
 
 NORMALISATIONS = ("none", "bn", "ddbn")
 IMPLEMENTATIONS = ("fused", "reference")
@@ -111,8 +111,12 @@ class RecurrentLayer(nn.Module):
             raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
         if self.training and domain_sizes is not None:
             domain_sizes = check_domain_sizes(domain_sizes, self.num_domains, x.shape[0])
-        if implementation == "fused" and self.training:
-            return self._fused(x, domain_sizes, mask)
+        if implementation == "fused":
+            if self.training:
+                return self._fused(x, domain_sizes, mask)
+            if not (torch.is_grad_enabled() and (x.requires_grad or self.weight_ih.requires_grad)):
+                return self._evaluate(x, domain, mask)
+            # evaluation mode with gradients (e.g. frozen statistics): the autograd cell below
         return self._stepwise(x, domain_sizes, domain, mask)
 
     def _training_domain_sizes(self, domain_sizes, n_rows: int) -> list[int]:
@@ -152,6 +156,30 @@ class RecurrentLayer(nn.Module):
         ):
             update_running_sequence(bn, doms, *spec.stats[key], present_rows)
         return out
+
+    def _evaluate(self, x, domain, mask):
+        """Evaluation-mode forward through the fast kernel (population statistics, no graph)."""
+        scale = self.gate_scale.to(x.dtype)
+        if self.normalisation == "none":
+            return evaluate_sequence(x, self.weight_ih * scale[:, None],
+                                     self.weight_hh * scale[:, None], self.bias * scale, mask, None)
+        steps = x.shape[1]
+        slots = torch.arange(steps, device=x.device).clamp_max(self.norm_x.max_timesteps - 1)
+        rows = self.norm_x._row_ids(domain, x.shape[0], x.device)
+        tables = []
+        for bn, factor in ((self.norm_x, scale), (self.norm_h, scale), (self.norm_c, 2.0)):
+            if bn.num_domains > 1 and isinstance(rows, torch.Tensor):  # per-row domains
+                s, b = bn.population_affine(slots[None, :], rows[:, None])  # (N, T, F)
+                s, b = s.transpose(0, 1), b.transpose(0, 1)
+            else:
+                s, b = bn.population_affine(slots, rows if bn.num_domains > 1 else 0)  # (T, F)
+                s, b = s.unsqueeze(1), b.unsqueeze(1)
+            tables.append((s * factor, b * factor))
+        (sx, bx), (sh, bh), (sc, bc) = tables
+        affine = EvalAffine(scale_x=sx.to(x.dtype), scale_h=sh.to(x.dtype),
+                            shift_gates=(bx + bh + self.bias * scale).to(x.dtype),
+                            scale_c=sc.to(x.dtype), shift_c=bc.to(x.dtype))
+        return evaluate_sequence(x, self.weight_ih, self.weight_hh, None, mask, affine)
 
     def _stepwise(self, x, domain_sizes, domain, mask):
         weights = None
