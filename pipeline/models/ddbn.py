@@ -11,6 +11,10 @@
 The affine part is beta + gamma * x_hat with gamma = 0.1 and beta = 0, fixed by default as in the
 paper; `learnable_affine=True` makes both parameters, starting from those values.
 
+Batch variance is the weighted (biased) variance of SPEC.md eq. 9. Population statistics are
+exponential moving averages (`momentum`, 0.1 by default) of the batch mean and that variance, per
+domain and timestep; a domain with no unpadded row at a timestep leaves its statistics alone.
+
 This module is the readable reference implementation: the fast sequence kernel in `fused.py` is
 tested against it, and `pipeline.models` layers use it directly for streaming (one frame at a
 time) and whenever `implementation="reference"`.

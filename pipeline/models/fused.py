@@ -17,8 +17,12 @@ larger ops:
   rows, not by gathering per-row copies;
 * tanh is 2 sigmoid(2 z) - 1 (several times faster in PyTorch's CPU kernels): the caller folds
   the factor 2 into the g-gate's parameters and the cell-state normaliser's affine;
-* batch statistics are E[w a] and E[w a^2] (small products with the weights); the gradient of
-  the gate pre-activations is shared by both normalisers of a step.
+* batch statistics are E[w a] and E[w a^2]; the input- and hidden-side normalisers share their
+  weights and their gradient (both add into the gate pre-activations), so one product with
+  [W_x x_t | W_h h_{t-1} | their squares] gives both sides' moments.
+
+`evaluate_sequence` runs the same loop in evaluation mode: population statistics as fixed
+per-timestep affine maps, no graph, nothing saved.
 
 Notation: N rows (batch), T timesteps, H hidden units, G = 4 H gate pre-activations in the order
 f, i, o, g; d domains present in the batch, each a contiguous block of rows; `weights` (d, N) are
@@ -71,18 +75,21 @@ class _Weights:
         self.raw = raw
         self.mask_f = mask_f
         if mask_f is None:
-            self.total = raw.sum(1, keepdim=True).clamp_min(_MIN_TOTAL_WEIGHT)  # (d, 1)
-            self.normalised = raw / self.total
+            total = raw.sum(1, keepdim=True).clamp_min(_MIN_TOTAL_WEIGHT)  # (d, 1)
+            self._same = self._step(raw / total, total)
         else:
             masked = raw.unsqueeze(0) * mask_f.unsqueeze(1)  # (T, d, N)
-            self.total = masked.sum(2, keepdim=True).clamp_min(_MIN_TOTAL_WEIGHT)  # (T, d, 1)
-            self.normalised = masked / self.total
+            total = masked.sum(2, keepdim=True).clamp_min(_MIN_TOTAL_WEIGHT)  # (T, d, 1)
+            self._steps = [self._step(w, s) for w, s in zip((masked / total).unbind(0), total.unbind(0))]
+
+    @staticmethod
+    def _step(normalised, total):
+        # per-domain columns (N, 1) for the broadcast spreads of the backward
+        return normalised, total, normalised.t().unsqueeze(-1).unbind(1)
 
     def at(self, t: int):
-        """(normalised (d, N), total (d, 1)) at timestep t."""
-        if self.mask_f is None:
-            return self.normalised, self.total
-        return self.normalised[t], self.total[t]
+        """(normalised (d, N), total (d, 1), per-domain columns) at timestep t."""
+        return self._same if self.mask_f is None else self._steps[t]
 
 
 # -- per-step normalisation -----------------------------------------------------------------------
@@ -101,23 +108,26 @@ class _StepStats:
         self.moments = like.new_empty(T, d, 2 * width)
         self.var = like.new_empty(T, d, width)
         self.rstd = like.new_empty(T, d, width)
+        # per step: (moments, mean, var, rstd) views, made once instead of at every step
+        self.steps = [(m, m[:, :width], v, r) for m, v, r in
+                      zip(self.moments.unbind(0), self.var.unbind(0), self.rstd.unbind(0))]
 
 
-def _step_norm_forward(buf, weights, gamma, beta, eps, stats: _StepStats, t):
-    """Statistics at step t of a = buf[:, :W] from buf = [a | a^2] (N, 2W), into `stats`;
+def _step_norm_forward(buf, weights, gamma, beta, eps, stats_t):
+    """Statistics of a = buf[:, :W] from buf = [a | a^2] (N, 2W) into the step's `stats_t`;
     returns (scale, shift) (d, W): a row of domain i normalises to a * scale_i + shift_i."""
-    W = buf.shape[1] // 2
-    moments = torch.mm(weights, buf, out=stats.moments[t])
-    mean = moments[:, :W]
-    var = torch.addcmul(moments[:, W:], mean, mean, value=-1, out=stats.var[t]).clamp_min_(0)
-    rstd = torch.add(var, eps, out=stats.rstd[t]).rsqrt_()
+    moments, mean, var, rstd = stats_t
+    W = mean.shape[1]
+    torch.mm(weights, buf, out=moments)
+    torch.addcmul(moments[:, W:], mean, mean, value=-1, out=var).clamp_min_(0)
+    torch.add(var, eps, out=rstd).rsqrt_()
     scale = rstd * gamma
     return scale, torch.addcmul(beta, mean, scale, value=-1)
 
 
-def _step_norm_backward(dy, sum_dy, buf, stats: _StepStats, t, gamma, weights, total, indicator,
-                        blocks, mask_t, d_weights, out, scratch, coef, equal_blocks=False):
-    """Backward of `_step_norm_forward` at step t for the gradient dy (N, F) of every side.
+def _step_norm_backward(dy, sum_dy, buf, stats_t, gamma, weights_t, indicator, blocks, mask_t,
+                        d_weights, out, scratch, coef, equal_blocks=False):
+    """Backward of `_step_norm_forward` for the gradient dy (N, F) of every side.
 
     sum_dy = indicator @ dy; `out` (N, W) receives the gradients of all sides; `scratch` holds
     an (N, W) and an (N, 2W) buffer and `coef` is (d, 2W) (fresh tensors every step would cost
@@ -126,11 +136,11 @@ def _step_norm_backward(dy, sum_dy, buf, stats: _StepStats, t, gamma, weights, t
     it. Returns (da, (sum dy x_hat, sum dy) per domain, each (d, W)) for the affine gradients.
     """
     N, F = dy.shape
-    W = buf.shape[1] // 2
+    _, mean, var, rstd = stats_t
+    weights, total, cols = weights_t
+    W = mean.shape[1]
     k = W // F
     a = buf[:, :W]
-    moments, var, rstd = stats.moments[t], stats.var[t], stats.rstd[t]
-    mean = moments[:, :W]
     prod = torch.mul(a.view(N, k, F), dy.unsqueeze(1), out=scratch[0].view(N, k, F))
     sum_dya = indicator @ prod.view(N, W)
     if k > 1:
@@ -148,10 +158,9 @@ def _step_norm_backward(dy, sum_dy, buf, stats: _StepStats, t, gamma, weights, t
         # products written as d broadcast passes into row-major buffers: as matrix products
         # (K = d) they are slow on the CPU and come back column-major, which slows every later
         # elementwise op.
-        cols = weights.t().unsqueeze(-1)  # (N, d, 1)
-        spread = torch.mul(cols[:, 0], coef[0], out=scratch[1])  # (N, 2W): [const | var] parts
+        spread = torch.mul(cols[0], coef[0], out=scratch[1])  # (N, 2W): [const | var] parts
         for i in range(1, len(blocks)):
-            spread.addcmul_(cols[:, i], coef[i])
+            spread.addcmul_(cols[i], coef[i])
         da = torch.addcmul(spread[:, :W], a, spread[:, W:], value=2, out=out)
         if equal_blocks:
             d = len(blocks)
@@ -216,42 +225,53 @@ class FusedRecurrentLayer(torch.autograd.Function):
             acts = POOL.take((T, N, G), x)
             torch.mm(x_tm.view(T * N, I), w_ih.t(), out=acts.view(T * N, G)).add_(bias)
 
+        # Per-step views, made once: indexing inside the loop costs a call each.
+        sig_t, g_t, u_t, out_t = sig.unbind(0), g_all.unbind(0), u_all.unbind(0), out.unbind(0)
+        c_t = cc[..., :H].unbind(0)
+        if norm:
+            buf_t, sides_t, squares_t = (acts.unbind(0), acts[..., : 2 * G].unbind(0),
+                                         acts[..., 2 * G:].unbind(0))
+            ah_t = acts[..., G: 2 * G].unbind(0)
+            cbuf_t, c2_t = cc.unbind(0), cc[..., H:].unbind(0)
+            if equal:  # every domain block at once through (d, N / d, .) views
+                rows = N // d
+                z_blocks = sig.view(T, d, rows, G).unbind(0)
+                ax_blocks = acts[..., :G].view(T, d, rows, G).unbind(0)
+                ah_blocks = acts[..., G: 2 * G].view(T, d, rows, G).unbind(0)
         for t in range(T):
-            z = sig[t]
+            z = sig_t[t]
             if norm:
-                buf = acts[t]
-                a_h = torch.mm(h, w_hh_t, out=buf[:, G: 2 * G])
-                torch.mul(buf[:, : 2 * G], buf[:, : 2 * G], out=buf[:, 2 * G:])
-                pw, _ = w_x.at(t)
-                scale, shift = _step_norm_forward(buf, pw, gamma_xh, beta_xh, spec.eps, xh_stats, t)
+                a_h = torch.mm(h, w_hh_t, out=ah_t[t])
+                torch.mul(sides_t[t], sides_t[t], out=squares_t[t])
+                scale, shift = _step_norm_forward(buf_t[t], w_x.at(t)[0], gamma_xh, beta_xh,
+                                                  spec.eps, xh_stats.steps[t])
                 shift = shift[:, :G].add(shift[:, G:]).add_(bias)
-                if equal:  # every domain block at once through (d, N / d, .) views
-                    rows = N // d
-                    torch.addcmul(shift.view(d, 1, G), buf[:, :G].view(d, rows, G),
-                                  scale[:, :G].view(d, 1, G), out=z.view(d, rows, G))
-                    z.view(d, rows, G).addcmul_(a_h.view(d, rows, G), scale[:, G:].view(d, 1, G))
+                if equal:
+                    torch.addcmul(shift.view(d, 1, G), ax_blocks[t], scale[:, :G].view(d, 1, G),
+                                  out=z_blocks[t])
+                    z_blocks[t].addcmul_(ah_blocks[t], scale[:, G:].view(d, 1, G))
                 else:
                     for b, (start, stop) in enumerate(blocks):
-                        torch.addcmul(shift[b], buf[start:stop, :G], scale[b, :G],
+                        torch.addcmul(shift[b], buf_t[t][start:stop, :G], scale[b, :G],
                                       out=z[start:stop])
                         z[start:stop].addcmul_(a_h[start:stop], scale[b, G:])
             else:
                 torch.addmm(acts[t], h, w_hh_t, out=z)
             s = z.sigmoid_()
             f, i, o, sg = s.split(H, 1)
-            g = torch.mul(sg, 2, out=g_all[t]).sub_(1)
-            c_prev = cc[t][:, :H]
-            c = torch.mul(f, c_prev, out=cc[t + 1][:, :H]).addcmul_(i, g)
-            u = u_all[t]
+            g = torch.mul(sg, 2, out=g_t[t]).sub_(1)
+            c_prev = c_t[t]
+            c = torch.mul(f, c_prev, out=c_t[t + 1]).addcmul_(i, g)
+            u = u_t[t]
             if norm:
-                torch.mul(c, c, out=cc[t + 1][:, H:])
-                pw, _ = w_c.at(t)
-                scale, shift = _step_norm_forward(cc[t + 1], pw, gc, bc, spec.eps, c_stats, t)
+                torch.mul(c, c, out=c2_t[t + 1])
+                scale, shift = _step_norm_forward(cbuf_t[t + 1], w_c.at(t)[0], gc, bc, spec.eps,
+                                                  c_stats.steps[t])
                 torch.addcmul(shift, c, scale, out=u)
             else:
                 torch.mul(c, 2, out=u)
             u.sigmoid_()
-            h_new = torch.mul(u, 2, out=out[t]).sub_(1).mul_(o)
+            h_new = torch.mul(u, 2, out=out_t[t]).sub_(1).mul_(o)
             if mask_tm is not None:  # padded steps carry the state through unchanged
                 keep = mask_tm[t].unsqueeze(1)
                 h_new.copy_(torch.where(keep, h_new, h))
@@ -308,22 +328,25 @@ class FusedRecurrentLayer(torch.autograd.Function):
         dz = sig.new_empty(N, G)
         dh = sig.new_zeros(N, H)
         dc = sig.new_zeros(N, H)
+        sig_t, g_t, u_t = sig.unbind(0), g_all.unbind(0), u_all.unbind(0)
+        c_t, d_out_t, d_acts_t = cc[..., :H].unbind(0), d_out.unbind(0), d_acts.unbind(0)
+        if norm:
+            cbuf_t, buf_t, dah_t = cc.unbind(0), acts.unbind(0), d_acts[..., G:].unbind(0)
         for t in range(T - 1, -1, -1):
-            dh += d_out[t]
+            dh += d_out_t[t]
             if mask_tm is not None:
                 keep = mask_tm[t].unsqueeze(1)
                 dh_keep = torch.where(keep, 0.0, dh)
                 dh = torch.where(keep, dh, 0.0)
-            s, u, g, c_prev = sig[t], u_all[t], g_all[t], cc[t][:, :H]
+            s, u, g, c_prev = sig_t[t], u_t[t], g_t[t], c_t[t]
             f, i, o, _ = s.split(H, 1)
             torch.mul(dh, torch.mul(u, 2).sub_(1), out=dgates[:, 2 * H: 3 * H])
             # d tanh(cn) / d (2 cn) = 2 u (1 - u); cn' = 2 cn is what the normaliser produced.
             dcn = (dh * o).mul_(torch.addcmul(u, u, u, value=-1)).mul_(2)
             if norm:
-                pw, total = w_c.at(t)
                 dcn, aff = _step_norm_backward(
-                    dcn, ones @ dcn, cc[t + 1], c_stats, t, gc, pw, total, ones, [(0, N)],
-                    None, None, dcn_out, scratch_c, coef_c,
+                    dcn, ones @ dcn, cbuf_t[t + 1], c_stats.steps[t], gc, w_c.at(t), ones,
+                    [(0, N)], None, None, dcn_out, scratch_c, coef_c,
                 )
                 affine_c.append(aff)
             else:
@@ -338,17 +361,16 @@ class FusedRecurrentLayer(torch.autograd.Function):
             slope = torch.addcmul(s, s, s, value=-1, out=sig_slope)
             if norm:
                 torch.mul(dgates, slope, out=dz)
-                pw, total = w_x.at(t)
                 sum_dz = ind @ dz
                 d_bias += sum_dz.sum(0)
                 _, aff = _step_norm_backward(
-                    dz, sum_dz, acts[t], xh_stats, t, gamma_xh, pw, total, ind, blocks,
-                    None if mask_f is None else mask_f[t], d_w, d_acts[t], scratch, coef, equal,
+                    dz, sum_dz, buf_t[t], xh_stats.steps[t], gamma_xh, w_x.at(t), ind, blocks,
+                    None if mask_f is None else mask_f[t], d_w, d_acts_t[t], scratch, coef, equal,
                 )
                 affine_xh.append(aff)
-                dh = d_acts[t][:, G:] @ w_hh
+                dh = dah_t[t] @ w_hh
             else:
-                dh = torch.mul(dgates, slope, out=d_acts[t]) @ w_hh
+                dh = torch.mul(dgates, slope, out=d_acts_t[t]) @ w_hh
             dc = dc * f
             if mask_tm is not None:
                 dh += dh_keep
