@@ -3,7 +3,8 @@
     from pipeline.models import DDBN, DDLSTM, BNLSTM, LSTM, create_model
 
 See `recurrent.py` for the models, `ddbn.py` for the normalisation layers, `contribution.py` for
-the contribution functions and their d-domain generalisation, `fused.py` for the fast kernel.
+the contribution functions and their d-domain generalisation, `fused.py` (with `stepnorm.py`
+and `workspace.py`) for the fast kernel.
 """
 
 from .contribution import alpha_index, contribution_weights, num_alphas

@@ -33,6 +33,9 @@ from collections.abc import Sequence
 
 import torch
 
+# Guards the division by a domain's total weight when a timestep holds none of its rows.
+MIN_TOTAL_WEIGHT = 1e-12
+
 
 def num_alphas(num_domains: int) -> int:
     """Number of cross-contamination parameters of one layer: d (d - 1)."""

@@ -28,15 +28,13 @@ import torch
 from torch import nn
 
 from .contribution import (
+    MIN_TOTAL_WEIGHT,
     alpha_lower_bounds,
     check_domain_sizes,
     contribution_weights,
     num_alphas,
     row_domains,
 )
-
-# Guards the division by a domain's total weight when a timestep holds none of its rows.
-_MIN_TOTAL_WEIGHT = 1e-12
 
 
 class DDBN(nn.Module):
@@ -169,7 +167,7 @@ class DDBN(nn.Module):
         w = w.to(x.dtype)
         if mask is not None:
             w = w * mask.to(x.dtype)
-        total = w.sum(1, keepdim=True).clamp_min(_MIN_TOTAL_WEIGHT)
+        total = w.sum(1, keepdim=True).clamp_min(MIN_TOTAL_WEIGHT)
         mean = (w @ x) / total  # (d, F)
         centred = x.unsqueeze(0) - mean.unsqueeze(1)  # (d, N, F)
         var = torch.einsum("dn,dnf->df", w, centred * centred) / total

@@ -27,7 +27,8 @@ from torch import nn
 
 from .contribution import check_domain_sizes
 from .ddbn import BN, DDBN, update_running_sequence
-from .fused import EvalAffine, FusedRecurrentLayer, NormSpec, evaluate_sequence
+from .fused import EvalAffine, FusedRecurrentLayer, evaluate_sequence
+from .stepnorm import NormSpec
 
 NORMALISATIONS = ("none", "bn", "ddbn")
 IMPLEMENTATIONS = ("fused", "reference")
