@@ -76,6 +76,21 @@ def test_fused_kernel_input_gradient_and_float32():
     torch.testing.assert_close(y32.double(), y64, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("offset", [0.0, 1000.0])
+def test_float32_kernel_is_accurate_for_inputs_far_from_zero(offset):
+    """Statistics as E[a^2] - E[a]^2 lose everything to cancellation in float32 unless the
+    kernel centres its input (CNN logits can sit far from zero)."""
+    ref, fast = _pair(DDLSTM)
+    fast.float()
+    x = torch.randn(16, 6, 5, dtype=torch.float64) + offset
+    y_ref = ref(x, domain_sizes=[8, 8])
+    y_fast = fast(x.float(), domain_sizes=[8, 8])
+    torch.testing.assert_close(y_fast.double(), y_ref, rtol=0, atol=2e-5)
+    bn_ref, bn_fast = ref.layers[0].norm_x, fast.layers[0].norm_x
+    torch.testing.assert_close(bn_fast.running_mean.double(), bn_ref.running_mean, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(bn_fast.running_var.double(), bn_ref.running_var, rtol=1e-4, atol=1e-5)
+
+
 def test_ddlstm_with_one_domain_empty_is_bnlstm():
     torch.manual_seed(1)
     dd = DDLSTM(5, 6, 2, alpha_init=0.8).double()

@@ -78,6 +78,12 @@ class FusedRecurrentLayer(torch.autograd.Function):
             equal = spec.equal_blocks()
             w_x = StepWeights(weights, mask_f)
             w_c = StepWeights(x.new_ones(1, N), mask_f)
+            # Batch normalisation ignores a constant shift of its input, so x is centred first:
+            # the same function, but moments of well-centred values, which E[a^2] - E[a]^2 needs
+            # in float32 (inputs such as CNN logits can sit far from zero).
+            centre = _real_mean(x_tm, mask_f)
+            x_tm = x_tm - centre
+            shift_x = w_ih @ centre  # added back to the x-side means for the population statistics
             # per step [W_x x_t | W_h h_{t-1} | their squares]: one product gives all moments
             acts = POOL.take((T, N, 4 * G), x)
             torch.mm(x_tm.view(T * N, I), w_ih.t(), out=acts.view(T * N, 4 * G)[:, :G])
@@ -145,7 +151,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
         ctx.pooled = (sig, g_all, u_all, cc, acts)
         if norm:
             moments, var = xh_stats.moments, xh_stats.var
-            spec.stats = {"x": (moments[..., :G], var[..., :G]),
+            spec.stats = {"x": (moments[..., :G] + shift_x, var[..., :G]),
                           "h": (moments[..., G: 2 * G], var[..., G:]),
                           "c": (c_stats.moments[..., :H], c_stats.var)}
             ctx.norm = (w_x, w_c, xh_stats, c_stats, gamma_xh)
@@ -262,6 +268,14 @@ class FusedRecurrentLayer(torch.autograd.Function):
         POOL.give(*ctx.pooled, d_acts, h_prev)
         ctx.pooled = ctx.work = ctx.norm = None
         return (d_x, d_w_ih, d_w_hh, d_bias, d_w, *grads_affine, None, None)
+
+
+def _real_mean(x_tm: torch.Tensor, mask_f: torch.Tensor | None) -> torch.Tensor:
+    """Per-feature mean of x (T, N, I) over its real (unpadded) frames, shape (I,)."""
+    if mask_f is None:
+        return x_tm.mean((0, 1))
+    weights = mask_f.unsqueeze(-1)
+    return (x_tm * weights).sum((0, 1)) / weights.sum().clamp_min(1)
 
 
 def _carry_masked(h_prev: torch.Tensor, mask_tm: torch.Tensor) -> None:
