@@ -156,7 +156,7 @@ class DDBN(nn.Module):
             raise ValueError(f"expected x of shape (N, {self.num_features}), got {tuple(x.shape)}")
         slot = min(int(t), self.max_timesteps - 1)
         if not self.training:
-            scale, shift = self.population_affine(slot, self._row_ids(domain, x.shape[0], x.device))
+            scale, shift = self.population_affine(slot, self.domain_ids(domain, x.shape[0], x.device))
             return x * scale + shift
         if domain_sizes is None:
             if self.num_domains > 1:
@@ -178,7 +178,8 @@ class DDBN(nn.Module):
 
     # -- population statistics -------------------------------------------------------------------
 
-    def _row_ids(self, domain, n_rows: int, device) -> torch.Tensor | int:
+    def domain_ids(self, domain, n_rows: int, device) -> torch.Tensor | int:
+        """Validated evaluation domain: an int, or (n_rows,) long ids for per-row domains."""
         if domain is None:
             if self.num_domains > 1:
                 raise ValueError(

@@ -12,9 +12,10 @@ DDBNs of a layer share one set of alphas.
 
 Two implementations compute the same function:
 * ``"fused"`` (default for whole sequences): `fused.FusedRecurrentLayer`, one autograd node per
-  layer with a hand-written backward through time;
+  layer with a hand-written backward through time, and `fused.evaluate_sequence` for
+  evaluation-mode forwards that need no gradient;
 * ``"reference"``: the cell written step by step with `ddbn.DDBN` modules and autograd. It also
-  serves streaming (`step`, one frame at a time) and evaluation-mode forwards.
+  serves streaming (`step`, one frame at a time) and evaluation-mode forwards with gradients.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class RecurrentLayer(nn.Module):
                                      self.weight_hh * scale[:, None], self.bias * scale, mask, None)
         steps = x.shape[1]
         slots = torch.arange(steps, device=x.device).clamp_max(self.norm_x.max_timesteps - 1)
-        rows = self.norm_x._row_ids(domain, x.shape[0], x.device)
+        rows = self.norm_x.domain_ids(domain, x.shape[0], x.device)
         tables = []
         for bn, factor in ((self.norm_x, scale), (self.norm_h, scale), (self.norm_c, 2.0)):
             if bn.num_domains > 1 and isinstance(rows, torch.Tensor):  # per-row domains
