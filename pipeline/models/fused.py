@@ -67,11 +67,13 @@ class FusedRecurrentLayer(torch.autograd.Function):
         out = x.new_empty(T, N, H)
         sig = POOL.take((T, N, G), x)  # gate activations sigmoid(z)
         g_all = POOL.take((T, N, H), x)  # tanh of the g-gate
-        u_all = POOL.take((T, N, H), x)  # sigmoid(2 * normalised c): tanh(.) = 2 u - 1
+        tanh_all = POOL.take((T, N, H), x)  # tanh of the (normalised) cell state
         # [c_t | c_t^2] per step for the normalisers (c_t alone without), index 0 the zero state
         cc = POOL.take((T + 1, N, 2 * H if norm else H), x)
         cc[0].zero_()
         h = x.new_zeros(N, H)
+        u = x.new_empty(N, H)
+        minus_one = x.new_full((1,), -1.0)  # 2 s - 1 as one add(-1, s, alpha=2)
         if norm:
             blocks = spec.blocks
             d = len(blocks)
@@ -94,7 +96,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
             torch.mm(x_tm.view(T * N, I), w_ih.t(), out=acts.view(T * N, G)).add_(bias)
 
         # Per-step views, made once: indexing inside the loop costs a call each.
-        sig_t, g_t, u_t, out_t = sig.unbind(0), g_all.unbind(0), u_all.unbind(0), out.unbind(0)
+        sig_t, g_t, tanh_t, out_t = sig.unbind(0), g_all.unbind(0), tanh_all.unbind(0), out.unbind(0)
         c_t = cc[..., :H].unbind(0)
         if norm:
             buf_t, sides_t, squares_t = (acts.unbind(0), acts[..., : 2 * G].unbind(0),
@@ -127,10 +129,9 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 torch.addmm(acts[t], h, w_hh_t, out=z)
             s = z.sigmoid_()
             f, i, o, sg = s.split(H, 1)
-            g = torch.mul(sg, 2, out=g_t[t]).sub_(1)
+            g = torch.add(minus_one, sg, alpha=2, out=g_t[t])
             c_prev = c_t[t]
             c = torch.mul(f, c_prev, out=c_t[t + 1]).addcmul_(i, g)
-            u = u_t[t]
             if norm:
                 torch.mul(c, c, out=c2_t[t + 1])
                 scale, shift = step_norm_forward(cbuf_t[t + 1], w_c.at(t)[0], gc, bc, spec.eps,
@@ -138,8 +139,8 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 torch.addcmul(shift, c, scale, out=u)
             else:
                 torch.mul(c, 2, out=u)
-            u.sigmoid_()
-            h_new = torch.mul(u, 2, out=out_t[t]).sub_(1).mul_(o)
+            tanh_c = torch.add(minus_one, u.sigmoid_(), alpha=2, out=tanh_t[t])
+            h_new = torch.mul(tanh_c, o, out=out_t[t])
             if mask_tm is not None:  # padded steps carry the state through unchanged
                 keep = mask_tm[t].unsqueeze(1)
                 h_new.copy_(torch.where(keep, h_new, h))
@@ -147,8 +148,8 @@ class FusedRecurrentLayer(torch.autograd.Function):
             h = h_new
 
         ctx.spec = spec
-        ctx.work = (x_tm, sig, g_all, u_all, cc, acts, mask_tm, mask_f)
-        ctx.pooled = (sig, g_all, u_all, cc, acts)
+        ctx.work = (x_tm, sig, g_all, tanh_all, cc, acts, mask_tm, mask_f)
+        ctx.pooled = (sig, g_all, tanh_all, cc, acts)
         if norm:
             moments, var = xh_stats.moments, xh_stats.var
             spec.stats = {"x": (moments[..., :G] + shift_x, var[..., :G]),
@@ -166,10 +167,10 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 "retain_graph=True use implementation='reference'"
             )
         w_ih, w_hh, weights, gx, gh, gc = ctx.saved_tensors
-        x_tm, sig, g_all, u_all, cc, acts, mask_tm, mask_f = ctx.work
+        x_tm, sig, g_all, tanh_all, cc, acts, mask_tm, mask_f = ctx.work
         spec = ctx.spec
         norm = spec is not None
-        T, N, H = u_all.shape
+        T, N, H = tanh_all.shape
         G = 4 * H
         d_out = d_out.transpose(0, 1)  # (T, N, H)
         want_w = norm and ctx.needs_input_grad[4]
@@ -196,7 +197,12 @@ class FusedRecurrentLayer(torch.autograd.Function):
         dz = sig.new_empty(N, G)
         dh = sig.new_zeros(N, H)
         dc = sig.new_zeros(N, H)
-        sig_t, g_t, u_t = sig.unbind(0), g_all.unbind(0), u_all.unbind(0)
+        sig_t, g_t, tanh_t = sig.unbind(0), g_all.unbind(0), tanh_all.unbind(0)
+        zeros_h = sig.new_zeros(N, H)
+        # d tanh / d(what produced it): the normaliser's output is 2 cn (tanh(cn) computed as
+        # 2 sigmoid(2 cn) - 1), so (1 - tanh^2) / 2 there; the plain LSTM's is c itself.
+        slope = 0.5 if norm else 1.0
+        slope_c = sig.new_full((1,), slope)
         c_t, d_out_t, d_acts_t = cc[..., :H].unbind(0), d_out.unbind(0), d_acts.unbind(0)
         if norm:
             cbuf_t, buf_t, dah_t = cc.unbind(0), acts.unbind(0), d_acts[..., G:].unbind(0)
@@ -206,26 +212,23 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 keep = mask_tm[t].unsqueeze(1)
                 dh_keep = torch.where(keep, 0.0, dh)
                 dh = torch.where(keep, dh, 0.0)
-            s, u, g, c_prev = sig_t[t], u_t[t], g_t[t], c_t[t]
+            s, tanh_c, g, c_prev = sig_t[t], tanh_t[t], g_t[t], c_t[t]
             f, i, o, _ = s.split(H, 1)
-            torch.mul(dh, torch.mul(u, 2).sub_(1), out=dgates[:, 2 * H: 3 * H])
-            # d tanh(cn) / d (2 cn) = 2 u (1 - u); cn' = 2 cn is what the normaliser produced.
-            dcn = (dh * o).mul_(torch.addcmul(u, u, u, value=-1)).mul_(2)
+            torch.mul(dh, tanh_c, out=dgates[:, 2 * H: 3 * H])
+            dcn = (dh * o).mul_(torch.addcmul(slope_c, tanh_c, tanh_c, value=-slope))
             if norm:
                 dcn, aff = step_norm_backward(
                     dcn, ones @ dcn, cbuf_t[t + 1], c_stats.steps[t], gc, w_c.at(t), ones,
                     [(0, N)], None, None, dcn_out, scratch_c, coef_c,
                 )
                 affine_c.append(aff)
-            else:
-                dcn.mul_(2)
             dc += dcn
             if mask_tm is not None:
                 dc_keep = torch.where(keep, 0.0, dc)
                 dc = torch.where(keep, dc, 0.0)
             torch.mul(dc, c_prev, out=dgates[:, :H])
             torch.mul(dc, g, out=dgates[:, H: 2 * H])
-            torch.mul(dc, i, out=dgates[:, 3 * H:]).mul_(2)
+            torch.addcmul(zeros_h, dc, i, value=2, out=dgates[:, 3 * H:])  # g = 2 sigmoid - 1
             slope = torch.addcmul(s, s, s, value=-1, out=sig_slope)
             if norm:
                 torch.mul(dgates, slope, out=dz)
@@ -247,7 +250,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
         # h_{t-1} for dW_h, recomputed from the saved gates exactly as the forward computed it.
         h_prev = POOL.take((T, N, H), sig)
         h_prev[0].zero_()
-        torch.mul(u_all[:-1], 2, out=h_prev[1:]).sub_(1).mul_(sig[:-1, :, 2 * H: 3 * H])
+        torch.mul(tanh_all[:-1], sig[:-1, :, 2 * H: 3 * H], out=h_prev[1:])
         if mask_tm is not None:
             _carry_masked(h_prev, mask_tm)
         flat = d_acts.view(T * N, -1)
