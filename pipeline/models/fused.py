@@ -199,10 +199,11 @@ class FusedRecurrentLayer(torch.autograd.Function):
         dc = sig.new_zeros(N, H)
         sig_t, g_t, tanh_t = sig.unbind(0), g_all.unbind(0), tanh_all.unbind(0)
         zeros_h = sig.new_zeros(N, H)
-        # d tanh / d(what produced it): the normaliser's output is 2 cn (tanh(cn) computed as
-        # 2 sigmoid(2 cn) - 1), so (1 - tanh^2) / 2 there; the plain LSTM's is c itself.
-        slope = 0.5 if norm else 1.0
-        slope_c = sig.new_full((1,), slope)
+        # d tanh / d(what produced it): for normalising layers that is the normaliser's output,
+        # which carries the factor 2 of tanh(cn) = 2 sigmoid(2 cn) - 1, so (1 - tanh^2) / 2;
+        # for the plain LSTM it is c itself, so 1 - tanh^2.
+        cell_slope = 0.5 if norm else 1.0
+        cell_slope_t = sig.new_full((1,), cell_slope)
         c_t, d_out_t, d_acts_t = cc[..., :H].unbind(0), d_out.unbind(0), d_acts.unbind(0)
         if norm:
             cbuf_t, buf_t, dah_t = cc.unbind(0), acts.unbind(0), d_acts[..., G:].unbind(0)
@@ -215,7 +216,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
             s, tanh_c, g, c_prev = sig_t[t], tanh_t[t], g_t[t], c_t[t]
             f, i, o, _ = s.split(H, 1)
             torch.mul(dh, tanh_c, out=dgates[:, 2 * H: 3 * H])
-            dcn = (dh * o).mul_(torch.addcmul(slope_c, tanh_c, tanh_c, value=-slope))
+            dcn = (dh * o).mul_(torch.addcmul(cell_slope_t, tanh_c, tanh_c, value=-cell_slope))
             if norm:
                 dcn, aff = step_norm_backward(
                     dcn, ones @ dcn, cbuf_t[t + 1], c_stats.steps[t], gc, w_c.at(t), ones,
