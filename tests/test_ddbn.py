@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pipeline.models import BN, DDBN, alpha_index, contribution_weights
+from pipeline.models.contribution import contribution_directions
 
 
 def spec_ddbn(x, n1, alpha1, alpha2, eps, gamma=0.1, beta=0.0):
@@ -167,3 +168,22 @@ def test_invalid_arguments_are_reported():
         bn(torch.randn(4, 3), 0)
     with pytest.raises(ValueError, match="domain must lie"):
         bn(torch.randn(4, 3), 0, domain=2)
+
+
+@pytest.mark.parametrize("sizes", [[5, 7], [4, 0], [3, 4, 5], [3, 0, 5]])
+def test_analytic_weight_derivatives_match_autograd(sizes):
+    """The fused kernel's alpha gradient rests on these derivatives."""
+    d = len(sizes)
+    alpha = torch.linspace(0.55, 0.95, d * (d - 1), dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda a: contribution_weights(a, sizes)[0], alpha)
+    directions, owners, indices = contribution_directions(alpha, sizes)
+    present = [i for i in range(d) if sizes[i] > 0]
+    used = {alpha_index(i, k, d) for i in present for k in present if k != i}
+    assert set(indices) == used
+    if directions is None:
+        assert not used
+        return
+    for row, owner, m in zip(directions, owners, indices):
+        torch.testing.assert_close(row, jac[owner, :, m], rtol=1e-12, atol=1e-12)
+        others = [r for r in range(len(present)) if r != owner]
+        assert jac[others][:, :, m].abs().max() == 0  # an alpha moves its own domain's row only

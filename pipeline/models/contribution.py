@@ -128,3 +128,54 @@ def row_domains(domain_sizes: Sequence[int], present: Sequence[int], device=None
     position = {dom: p for p, dom in enumerate(present)}
     ids = [position[i] for i, n in enumerate(domain_sizes) for _ in range(n)]
     return torch.tensor(ids, dtype=torch.long, device=device)
+
+
+def contribution_directions(
+    alpha: torch.Tensor, domain_sizes: Sequence[int]
+) -> tuple[torch.Tensor | None, list[int], list[int]]:
+    """Derivatives of the contribution weights with respect to the alphas in use, analytically.
+
+    An alpha_{i,k} moves only domain i's row of weights: the pair weights p of (i, k) change by
+    dp / dalpha = (n_i + n_k) / 2 * (1 - tanh(.)^2) on block k and, through the product over
+    pairs, on domain i's own block. Returns (directions (e, N), owners, alpha_indices): row r is
+    d weights[owners[r]] / d alpha[alpha_indices[r]], owners indexing the present domains;
+    (None, [], []) when no pair of domains is present.
+    """
+    d = len(domain_sizes)
+    present = [i for i in range(d) if domain_sizes[i] > 0]
+    starts = [sum(domain_sizes[:i]) for i in range(d)]
+    n_total = sum(domain_sizes)
+    alpha = alpha.detach()
+    rows, owners, indices = [], [], []
+    for i in present:
+        own = slice(starts[i], starts[i] + domain_sizes[i])
+        pairs = {}  # k -> (own weights, own slopes, other slopes)
+        for k in present:
+            if k == i:
+                continue
+            a = alpha[alpha_index(i, k, d)]
+            n_pair = domain_sizes[i] + domain_sizes[k]
+            if i < k:
+                arg = torch.arange(n_pair, dtype=alpha.dtype, device=alpha.device) - a * n_pair
+                weight = (1 - torch.tanh(arg)) / 2
+                own_part, other_part = slice(0, domain_sizes[i]), slice(domain_sizes[i], n_pair)
+            else:
+                arg = torch.arange(n_pair, dtype=alpha.dtype, device=alpha.device) - (1 - a) * n_pair
+                weight = (1 + torch.tanh(arg)) / 2
+                other_part, own_part = slice(0, domain_sizes[k]), slice(domain_sizes[k], n_pair)
+            slope = n_pair / 2 * (1 - torch.tanh(arg) ** 2)  # the same for both forms
+            pairs[k] = (weight[own_part], slope[own_part], slope[other_part])
+        for k, (_, own_slope, other_slope) in pairs.items():
+            row = alpha.new_zeros(n_total)
+            own_derivative = own_slope
+            for other, (own_weight, _, _) in pairs.items():
+                if other != k:
+                    own_derivative = own_derivative * own_weight
+            row[own] = own_derivative
+            row[starts[k]: starts[k] + domain_sizes[k]] = other_slope
+            rows.append(row)
+            owners.append(present.index(i))
+            indices.append(alpha_index(i, k, d))
+    if not rows:
+        return None, [], []
+    return torch.stack(rows), owners, indices

@@ -19,15 +19,18 @@ larger ops:
   the factor 2 into the g-gate's parameters and the cell-state normaliser's affine;
 * batch statistics are E[w a] and E[w a^2]; the input- and hidden-side normalisers share their
   weights and their gradient (both add into the gate pre-activations), so one product with
-  [W_x x_t | W_h h_{t-1} | their squares] gives both sides' moments.
+  [W_x x_t | W_h h_{t-1} | their squares] gives both sides' moments, and extra rows of the same
+  product (the weights' derivatives) give what alpha's gradient needs: no per-step work for it
+  in the backward.
 
 `evaluate_sequence` runs the same loop in evaluation mode: population statistics as fixed
 per-timestep affine maps, no graph, nothing saved.
 
 Notation: N rows (batch), T timesteps, H hidden units, G = 4 H gate pre-activations in the order
-f, i, o, g; d domains present in the batch, each a contiguous block of rows; `weights` (d, N) are
-the DDBN contributions tau before the padding mask. Without normalisation (plain LSTM) `spec` is
-None.
+f, i, o, g; d domains present in the batch, each a contiguous block of rows. `spec`
+(`stepnorm.NormSpec`) carries the DDBN contributions tau (d, N) and their derivatives with respect
+to the alphas in use; the kernel takes alpha itself as an input and returns its gradient, summed
+after the loop from the forward's moments. Without normalisation (plain LSTM) `spec` is None.
 """
 
 from __future__ import annotations
@@ -36,7 +39,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .stepnorm import NormSpec, StepStats, StepWeights, step_norm_backward, step_norm_forward
+from .stepnorm import (
+    NormSpec,
+    StepStats,
+    StepWeights,
+    alpha_gradient,
+    step_norm_backward,
+    step_norm_forward,
+)
 from .workspace import POOL
 
 # -- the layer ------------------------------------------------------------------------------------
@@ -54,7 +64,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x, w_ih, w_hh, bias, weights, gx, bx, gh, bh, gc, bc, mask, spec):
+    def forward(ctx, x, w_ih, w_hh, bias, alpha, gx, bx, gh, bh, gc, bc, mask, spec):
         N, T, I = x.shape
         H = w_hh.shape[1]
         G = 4 * H
@@ -78,7 +88,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
             blocks = spec.blocks
             d = len(blocks)
             equal = spec.equal_blocks()
-            w_x = StepWeights(weights, mask_f)
+            w_x = StepWeights(spec.weights, mask_f, spec.directions, spec.owners)
             w_c = StepWeights(x.new_ones(1, N), mask_f)
             # Batch normalisation ignores a constant shift of its input, so x is centred first:
             # the same function, but moments of well-centred values, which E[a^2] - E[a]^2 needs
@@ -90,7 +100,8 @@ class FusedRecurrentLayer(torch.autograd.Function):
             acts = POOL.take((T, N, 4 * G), x)
             torch.mm(x_tm.view(T * N, I), w_ih.t(), out=acts.view(T * N, 4 * G)[:, :G])
             gamma_xh, beta_xh = torch.cat([gx, gh]), torch.cat([bx, bh])
-            xh_stats, c_stats = StepStats(T, d, 2 * G, x), StepStats(T, 1, H, x)
+            xh_stats = StepStats(T, d, 2 * G, x, len(spec.owners))
+            c_stats = StepStats(T, 1, H, x)
         else:
             acts = POOL.take((T, N, G), x)
             torch.mm(x_tm.view(T * N, I), w_ih.t(), out=acts.view(T * N, G)).add_(bias)
@@ -156,7 +167,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
                           "h": (moments[..., G: 2 * G], var[..., G:]),
                           "c": (c_stats.moments[..., :H], c_stats.var)}
             ctx.norm = (w_x, w_c, xh_stats, c_stats, gamma_xh)
-        ctx.save_for_backward(w_ih, w_hh, weights, gx, gh, gc)
+        ctx.save_for_backward(w_ih, w_hh, alpha, gx, gh, gc)
         return out.transpose(0, 1)
 
     @staticmethod
@@ -166,28 +177,29 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 "the fused recurrent kernel supports one backward pass per forward; for "
                 "retain_graph=True use implementation='reference'"
             )
-        w_ih, w_hh, weights, gx, gh, gc = ctx.saved_tensors
+        w_ih, w_hh, alpha, gx, gh, gc = ctx.saved_tensors
         x_tm, sig, g_all, tanh_all, cc, acts, mask_tm, mask_f = ctx.work
         spec = ctx.spec
         norm = spec is not None
         T, N, H = tanh_all.shape
         G = 4 * H
         d_out = d_out.transpose(0, 1)  # (T, N, H)
-        want_w = norm and ctx.needs_input_grad[4]
+        want_alpha = norm and ctx.needs_input_grad[4] and len(spec.owners) > 0
         affine_xh, affine_c = [], []
-        d_w = None
+        d_alpha = None
         if norm:
             blocks = spec.blocks
             w_x, w_c, xh_stats, c_stats, gamma_xh = ctx.norm
             ind = spec.indicator(sig)
             ones = sig.new_ones(1, N)
-            d_w = torch.zeros_like(weights) if want_w else None
             d_acts = POOL.take((T, N, 2 * G), sig)  # [d(W_x x_t) | d(W_h h_{t-1})]
             d_bias = sig.new_zeros(G)
             scratch = (sig.new_empty(N, 2 * G), sig.new_empty(N, 4 * G))
             scratch_c = (sig.new_empty(N, H), sig.new_empty(N, 2 * H))
             equal = spec.equal_blocks()
-            coef, coef_c = sig.new_empty(len(blocks), 4 * G), sig.new_empty(1, 2 * H)
+            # per step, kept for the alpha gradient after the loop
+            coef_all, grad_mean_all = sig.new_empty(T, len(blocks), 4 * G), sig.new_empty(T, len(blocks), 2 * G)
+            coef_c, grad_mean_c = sig.new_empty(1, 2 * H), sig.new_empty(1, H)
             dcn_out = sig.new_empty(N, H)
         else:
             d_acts = POOL.take((T, N, G), sig)  # the gradient of the gate pre-activations
@@ -220,7 +232,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
             if norm:
                 dcn, aff = step_norm_backward(
                     dcn, ones @ dcn, cbuf_t[t + 1], c_stats.steps[t], gc, w_c.at(t), ones,
-                    [(0, N)], None, None, dcn_out, scratch_c, coef_c,
+                    [(0, N)], dcn_out, scratch_c, coef_c, grad_mean_c,
                 )
                 affine_c.append(aff)
             dc += dcn
@@ -237,7 +249,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 d_bias += sum_dz.sum(0)
                 _, aff = step_norm_backward(
                     dz, sum_dz, buf_t[t], xh_stats.steps[t], gamma_xh, w_x.at(t), ind, blocks,
-                    None if mask_f is None else mask_f[t], d_w, d_acts_t[t], scratch, coef, equal,
+                    d_acts_t[t], scratch, coef_all[t], grad_mean_all[t], equal,
                 )
                 affine_xh.append(aff)
                 dh = dah_t[t] @ w_hh
@@ -269,9 +281,14 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 if gamma.requires_grad:
                     grads_affine[2 * k] = sum(_feature_sum(a[0][:, cols]) for a in sums)
                     grads_affine[2 * k + 1] = sum(_feature_sum(a[1][:, cols]) for a in sums)
+        if want_alpha:
+            d_alpha = torch.zeros_like(alpha)
+            d_alpha[spec.alpha_indices] = alpha_gradient(
+                xh_stats, w_x, coef_all, grad_mean_all, spec.owners, len(blocks)
+            ).to(alpha.dtype)
         POOL.give(*ctx.pooled, d_acts, h_prev)
         ctx.pooled = ctx.work = ctx.norm = None
-        return (d_x, d_w_ih, d_w_hh, d_bias, d_w, *grads_affine, None, None)
+        return (d_x, d_w_ih, d_w_hh, d_bias, d_alpha, *grads_affine, None, None)
 
 
 def _real_mean(x_tm: torch.Tensor, mask_f: torch.Tensor | None) -> torch.Tensor:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .contribution import check_domain_sizes
+from .contribution import check_domain_sizes, contribution_directions
 from .ddbn import BN, DDBN, update_running_sequence
 from .fused import EvalAffine, FusedRecurrentLayer, evaluate_sequence
 from .stepnorm import NormSpec
@@ -136,13 +136,24 @@ class RecurrentLayer(nn.Module):
                 self.bias * scale, None, None, None, None, None, None, None, mask, None,
             )
         sizes = self._training_domain_sizes(domain_sizes, x.shape[0])
-        weights, present = self.norm_x.contribution_weights(sizes)
-        weights = weights.to(x.dtype)
+        # The kernel takes alpha itself: its gradient is summed inside from the weights'
+        # derivatives (`contribution_directions`), far cheaper than a (d, N) weight gradient.
+        with torch.no_grad():
+            weights, present = self.norm_x.contribution_weights(sizes)
+        alpha = self.norm_x.effective_alpha()
+        directions, owners, alpha_indices = (None, [], []) if alpha is None else \
+            contribution_directions(alpha, sizes)
         starts = [sum(sizes[:dom]) for dom in present]
-        spec = NormSpec(eps=self.norm_x.eps,
-                        blocks=[(s, s + sizes[dom]) for s, dom in zip(starts, present)])
+        spec = NormSpec(
+            eps=self.norm_x.eps,
+            blocks=[(s, s + sizes[dom]) for s, dom in zip(starts, present)],
+            weights=weights.to(x.dtype),
+            directions=None if directions is None else directions.to(x.dtype),
+            owners=owners,
+            alpha_indices=alpha_indices,
+        )
         out = FusedRecurrentLayer.apply(
-            x, self.weight_ih, self.weight_hh, self.bias * scale, weights,
+            x, self.weight_ih, self.weight_hh, self.bias * scale, alpha,
             self.norm_x.gamma * scale, self.norm_x.beta * scale,
             self.norm_h.gamma * scale, self.norm_h.beta * scale,
             self.norm_c.gamma * 2, self.norm_c.beta * 2, mask, spec,

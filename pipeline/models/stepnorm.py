@@ -26,6 +26,12 @@ class NormSpec:
 
     eps: float
     blocks: list[tuple[int, int]]  # (start, stop) rows of each present domain, in order
+    weights: torch.Tensor  # (d, N) contribution weights, before the padding mask
+    # Alpha gradient: derivative of the weights of domain owners[k] with respect to alpha
+    # alpha_indices[k], one row each (e, N); None when no alpha takes part (BN, one domain).
+    directions: torch.Tensor | None = None
+    owners: list[int] = field(default_factory=list)
+    alpha_indices: list[int] = field(default_factory=list)
     # Filled by the training forward: batch statistics for the running-average update,
     # {"x" | "h" | "c": (mean, var)} each (T, d, F).
     stats: dict = field(default_factory=dict)
@@ -46,68 +52,81 @@ class NormSpec:
 
 
 class StepWeights:
-    """Contribution weights of one normaliser, with the padding mask applied per timestep."""
+    """Contribution weights of one normaliser, with the padding mask applied per timestep.
 
-    def __init__(self, raw: torch.Tensor, mask_f: torch.Tensor | None):
+    With `directions` (e, N), the derivatives of the weights of domain `owners[k]` with respect
+    to the k-th alpha, each step's product matrix gets e extra rows (direction / total of its
+    domain), so the forward's moments product also yields what the alpha gradient needs.
+    """
+
+    def __init__(self, raw, mask_f, directions=None, owners=()):
         # raw (d, N); mask_f (T, N) float or None
-        self.raw = raw
         self.mask_f = mask_f
+        self.d = raw.shape[0]
+        masked = raw if mask_f is None else raw.unsqueeze(0) * mask_f.unsqueeze(1)  # (T, d, N)
+        total = masked.sum(-1, keepdim=True).clamp_min(MIN_TOTAL_WEIGHT)  # (d, 1) or (T, d, 1)
+        normalised = masked / total
+        self.direction_sums = None
+        if directions is not None:
+            owners = list(owners)
+            d_masked = directions if mask_f is None else directions.unsqueeze(0) * mask_f.unsqueeze(1)
+            d_scaled = d_masked / total[..., owners, :]  # (e, N) or (T, e, N)
+            self.direction_sums = d_scaled.sum(-1)  # (e,) or (T, e)
+            normalised = torch.cat([normalised, d_scaled], -2)
         if mask_f is None:
-            total = raw.sum(1, keepdim=True).clamp_min(MIN_TOTAL_WEIGHT)  # (d, 1)
-            self._same = self._step(raw / total, total)
+            self._same = self._step(normalised, total)
         else:
-            masked = raw.unsqueeze(0) * mask_f.unsqueeze(1)  # (T, d, N)
-            total = masked.sum(2, keepdim=True).clamp_min(MIN_TOTAL_WEIGHT)  # (T, d, 1)
-            self._steps = [self._step(w, s) for w, s in zip((masked / total).unbind(0), total.unbind(0))]
+            self._steps = [self._step(w, s) for w, s in zip(normalised.unbind(0), total.unbind(0))]
 
-    @staticmethod
-    def _step(normalised, total):
-        # per-domain columns (N, 1) for the broadcast spreads of the backward
-        return normalised, total, normalised.t().unsqueeze(-1).unbind(1)
+    def _step(self, product, total):
+        # (product rows (d + e, N), normalised weights (d, N), per-domain columns (N, 1) for the
+        # broadcast spreads of the backward)
+        weights = product[: self.d]
+        return product, weights, weights.t().unsqueeze(-1).unbind(1)
 
     def at(self, t: int):
-        """(normalised (d, N), total (d, 1), per-domain columns) at timestep t."""
+        """(product matrix, normalised weights (d, N), per-domain columns) at timestep t."""
         return self._same if self.mask_f is None else self._steps[t]
 
 
 class StepStats:
-    """Statistics of one normaliser for all T steps: moments (T, d, 2W) = [E a | E a^2], var and
-    rstd (T, d, W)."""
+    """Statistics of one normaliser for all T steps: moments (T, d + e, 2W) = [E a | E a^2] (the
+    e extra rows from the alpha directions), var and rstd (T, d, W)."""
 
-    def __init__(self, T, d, width, like):
-        self.moments = like.new_empty(T, d, 2 * width)
+    def __init__(self, T, d, width, like, extra_rows=0):
+        self.moments = like.new_empty(T, d + extra_rows, 2 * width)
         self.var = like.new_empty(T, d, width)
         self.rstd = like.new_empty(T, d, width)
-        # per step: (moments, mean, var, rstd) views, made once instead of at every step
-        self.steps = [(m, m[:, :width], v, r) for m, v, r in
+        # per step: (moments, mean, E a^2, var, rstd) views, made once instead of at every step
+        self.steps = [(m, m[:d, :width], m[:d, width:], v, r) for m, v, r in
                       zip(self.moments.unbind(0), self.var.unbind(0), self.rstd.unbind(0))]
 
 
 def step_norm_forward(buf, weights, gamma, beta, eps, stats_t):
     """Statistics of a = buf[:, :W] from buf = [a | a^2] (N, 2W) into the step's `stats_t`;
     returns (scale, shift) (d, W): a row of domain i normalises to a * scale_i + shift_i."""
-    moments, mean, var, rstd = stats_t
-    W = mean.shape[1]
+    moments, mean, ex2, var, rstd = stats_t
     torch.mm(weights, buf, out=moments)
-    torch.addcmul(moments[:, W:], mean, mean, value=-1, out=var).clamp_min_(0)
+    torch.addcmul(ex2, mean, mean, value=-1, out=var).clamp_min_(0)
     torch.add(var, eps, out=rstd).rsqrt_()
     scale = rstd * gamma
     return scale, torch.addcmul(beta, mean, scale, value=-1)
 
 
-def step_norm_backward(dy, sum_dy, buf, stats_t, gamma, weights_t, indicator, blocks, mask_t,
-                        d_weights, out, scratch, coef, equal_blocks=False):
+def step_norm_backward(dy, sum_dy, buf, stats_t, gamma, weights_t, indicator, blocks, out,
+                       scratch, coef, grad_mean_out, equal_blocks=False):
     """Backward of `step_norm_forward` for the gradient dy (N, F) of every side.
 
     sum_dy = indicator @ dy; `out` (N, W) receives the gradients of all sides; `scratch` holds
-    an (N, W) and an (N, 2W) buffer and `coef` is (d, 2W) (fresh tensors every step would cost
-    page faults).
-    With `d_weights` (d, N) the gradient with respect to the contribution weights is added to
-    it. Returns (da, (sum dy x_hat, sum dy) per domain, each (d, W)) for the affine gradients.
+    an (N, W) and an (N, 2W) buffer (fresh tensors every step would cost page faults). `coef`
+    (d, 2W) receives [d L / d mean - 2 mean d L / d var | d L / d var] and `grad_mean_out` (d, W)
+    d L / d mean, per domain: with the statistics they give the alpha gradient after the loop
+    (`alpha_gradient`). Returns (da, (sum dy x_hat, sum dy) per domain, each (d, W)) for the
+    affine gradients.
     """
     N, F = dy.shape
-    _, mean, var, rstd = stats_t
-    weights, total, cols = weights_t
+    _, mean, _, _, rstd = stats_t
+    _, weights, cols = weights_t
     W = mean.shape[1]
     k = W // F
     a = buf[:, :W]
@@ -116,7 +135,7 @@ def step_norm_backward(dy, sum_dy, buf, stats_t, gamma, weights_t, indicator, bl
     if k > 1:
         sum_dy = sum_dy.repeat(1, k)
     rg = rstd * gamma
-    grad_mean = (rg * sum_dy).neg_()
+    grad_mean = torch.mul(rg, sum_dy, out=grad_mean_out).neg_()
     dy_xhat = torch.addcmul(sum_dya, mean, sum_dy, value=-1).mul_(rstd)
     grad_var = torch.mul(dy_xhat, rstd, out=coef[:, W:]).mul_(rg).mul_(-0.5)
     coef_const = torch.addcmul(grad_mean, grad_var, mean, value=-2, out=coef[:, :W])
@@ -139,9 +158,27 @@ def step_norm_backward(dy, sum_dy, buf, stats_t, gamma, weights_t, indicator, bl
             for b, (start, stop) in enumerate(blocks):
                 n = stop - start
                 da[start:stop].view(n, k, F).addcmul_(dy[start:stop].unsqueeze(1), rg[b].view(k, F))
-    if d_weights is not None:
-        # d mean_i / d w_ij = (a_j - mean_i) / S_i and d var_i / d w_ij = ((a_j - mean_i)^2 - var_i) / S_i
-        const = torch.addcmul(grad_mean * mean, grad_var, var - mean * mean).sum(1, keepdim=True)
-        dw = torch.mm(coef, buf.t()).sub_(const).div_(total)
-        d_weights += dw if mask_t is None else dw * mask_t
     return da, (dy_xhat, sum_dy)
+
+
+def alpha_gradient(stats: StepStats, weights: StepWeights, coef, grad_mean, owners, d):
+    """Gradient with respect to the alphas whose weight derivatives `weights` carries.
+
+    With S_i the total weight of domain i, d mean_i / d w_ij = (a_j - mean_i) / S_i and
+    d var_i / d w_ij = ((a_j - mean_i)^2 - var_i) / S_i, so for alpha k of domain i = owners[k]
+    and its weight derivative J_k, summed over steps t:
+        d L / d alpha_k = sum_t coef_t,i . M_t,k - const_t,i s_t,k
+    with M_t,k = (J_k / S_t,i) @ [a | a^2] (the extra rows of the forward's moments product),
+    s_t,k = sum_j J_kj / S_t,i and const_i = sum(grad_mean_i mean_i + grad_var_i (var_i - mean_i^2)).
+    coef (T, d, 2W) and grad_mean (T, d, W) are the backward's per-step values.
+    """
+    W = stats.var.shape[-1]
+    mean = stats.moments[:, :d, :W]
+    grad_var = coef[..., W:]
+    const = torch.addcmul(grad_mean * mean, grad_var, stats.var - mean * mean).sum(-1)  # (T, d)
+    rows = torch.tensor(owners, device=coef.device)
+    along = (coef.index_select(1, rows) * stats.moments[:, d:]).sum((0, 2))
+    sums = weights.direction_sums
+    const_part = (const.index_select(1, rows) * sums).sum(0) if sums.dim() == 2 else \
+        const.index_select(1, rows).sum(0) * sums
+    return along - const_part
