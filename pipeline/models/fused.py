@@ -40,7 +40,6 @@ from dataclasses import dataclass
 import torch
 
 from .stepnorm import (
-    NormSpec,
     StepStats,
     StepWeights,
     alpha_gradient,
@@ -159,7 +158,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
             h = h_new
 
         ctx.spec = spec
-        ctx.work = (x_tm, sig, g_all, tanh_all, cc, acts, mask_tm, mask_f)
+        ctx.work = (x_tm, sig, g_all, tanh_all, cc, acts, mask_tm)
         ctx.pooled = (sig, g_all, tanh_all, cc, acts)
         if norm:
             moments, var = xh_stats.moments, xh_stats.var
@@ -178,7 +177,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
                 "retain_graph=True use implementation='reference'"
             )
         w_ih, w_hh, alpha, gx, gh, gc = ctx.saved_tensors
-        x_tm, sig, g_all, tanh_all, cc, acts, mask_tm, mask_f = ctx.work
+        x_tm, sig, g_all, tanh_all, cc, acts, mask_tm = ctx.work
         spec = ctx.spec
         norm = spec is not None
         T, N, H = tanh_all.shape

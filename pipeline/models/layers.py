@@ -68,9 +68,9 @@ class RecurrentLayer(nn.Module):
                              persistent=False)
 
         if normalisation != "none":
-            bn_args = dict(max_timesteps=max_timesteps, eps=eps, momentum=momentum,
-                           gamma_init=gamma_init, beta_init=beta_init,
-                           learnable_affine=learnable_affine)
+            bn_args = {"max_timesteps": max_timesteps, "eps": eps, "momentum": momentum,
+                       "gamma_init": gamma_init, "beta_init": beta_init,
+                       "learnable_affine": learnable_affine}
             if normalisation == "ddbn":
                 self.norm_x = DDBN(gates, num_domains, alpha_init=alpha_init, **bn_args)
                 self.norm_h = DDBN(gates, num_domains, alpha_init=alpha_init, **bn_args)
@@ -235,7 +235,7 @@ class RecurrentLayer(nn.Module):
         else:
             if self.training and domain_sizes is None:
                 domain_sizes = self._training_domain_sizes(None, n)
-            kw = dict(domain_sizes=domain_sizes, domain=domain, mask=mask, weights=weights)
+            kw = {"domain_sizes": domain_sizes, "domain": domain, "mask": mask, "weights": weights}
             z = self.norm_h(ah, t, **kw) + self.norm_x(ax, t, **kw) + self.bias
         f, i, o, g = z.chunk(4, 1)
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
