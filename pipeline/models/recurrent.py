@@ -148,7 +148,9 @@ class RecurrentStack(nn.Module):
         for layer in self.layers:
             h = layer(h, domain_sizes=domain_sizes, domain=domain, mask=mask,
                       implementation=self.implementation)
-        return h
+        # The fused kernel hands back a transposed view of its time-major output (so that the
+        # next layer reads it without a copy); users get an ordinary contiguous tensor.
+        return h.contiguous()
 
     def step(
         self,
