@@ -1,0 +1,1 @@
+"""Evaluation of frame-wise predictions: segmentation metrics (`metrics.py`)."""

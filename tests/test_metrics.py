@@ -1,0 +1,71 @@
+"""Segmentation metrics against hand-worked examples (MS-TCN's definitions)."""
+
+import pytest
+
+from pipeline.evaluation.metrics import (
+    Segment,
+    edit_score,
+    f1_counts,
+    f1_from_counts,
+    levenshtein,
+    pool,
+    score_video,
+    segments,
+)
+
+
+def test_segments_are_runs_and_drop_background():
+    labels = [0, 0, 3, 3, 3, 0, 1, 1]
+    assert segments(labels) == [Segment(0, 0, 2), Segment(3, 2, 5), Segment(0, 5, 6), Segment(1, 6, 8)]
+    assert segments(labels, background=[0]) == [Segment(3, 2, 5), Segment(1, 6, 8)]
+    assert segments([]) == []
+
+
+def test_levenshtein():
+    assert levenshtein([1, 2, 3], [1, 2, 3]) == 0
+    assert levenshtein([1, 2, 3], [1, 3]) == 1
+    assert levenshtein([], [4, 5]) == 2
+    assert levenshtein([1, 2], [2, 1]) == 2
+
+
+def test_edit_score_hand_worked():
+    # truth: one segment [0]; prediction: segments [0, 1, 0] -> distance 2, longest 3
+    assert edit_score([0, 0, 1, 0, 0], [0, 0, 0, 0, 0]) == pytest.approx(100 * (1 - 2 / 3))
+    # over-segmentation is punished, boundary shifts are not
+    assert edit_score([0, 1, 1, 1, 2, 2], [0, 0, 1, 1, 1, 2]) == 100.0
+    # background segments do not count: [5, 7] against [5, 6, 7] -> 1 / 3
+    assert edit_score([5, 5, 9, 7], [5, 6, 9, 7], background=[9]) == pytest.approx(100 * (1 - 1 / 3))
+    assert edit_score([9, 9], [9, 9], background=[9]) == 100.0
+
+
+def test_f1_hand_worked_at_each_threshold():
+    truth = [1] * 10 + [2] * 10 + [3] * 10
+    # predicted 1 over frames 0-3: IoU 4/10 = 0.4; 2 over 4-19: IoU 10/16 = 0.625;
+    # 3 over 20-29: IoU 1.0; a spurious 1 would be a false positive
+    predicted = [1] * 4 + [2] * 16 + [3] * 10
+    assert f1_counts(predicted, truth, 0.10) == (3, 0, 0)
+    assert f1_counts(predicted, truth, 0.25) == (3, 0, 0)
+    assert f1_counts(predicted, truth, 0.50) == (2, 1, 1)  # the 0.4 overlap fails at 50%
+    assert f1_from_counts(2, 1, 1) == pytest.approx(100 * 2 * (2 / 3) * (2 / 3) / (4 / 3))
+    # two predictions of one true segment: the second finds it used and is a false positive
+    assert f1_counts([1, 1, 1, 2, 1, 1], [1] * 6, 0.1) == (1, 2, 0)
+
+
+def test_f1_ignores_background_and_handles_no_match():
+    assert f1_counts([0, 0, 4, 4], [0, 0, 4, 4], 0.5, background=[0]) == (1, 0, 0)
+    assert f1_counts([3, 3, 3, 3], [4, 4, 4, 4], 0.1) == (0, 1, 1)
+    assert f1_from_counts(0, 1, 1) == 0.0
+
+
+def test_video_scores_and_pooling():
+    a = score_video([1, 1, 2, 2], [1, 1, 1, 2])  # 3 / 4 correct, edit 100
+    b = score_video([5, 5, 5, 5, 5, 5], [5, 5, 6, 6, 5, 5])  # 4 / 6 correct, edit 1 - 2/3
+    assert a.accuracy == 75.0 and a.edit == 100.0
+    both = pool([a, b])
+    assert both.videos == 2 and both.frames == 10 and both.correct == 7
+    assert both.accuracy == pytest.approx(70.0)
+    assert both.edit == pytest.approx((100.0 + 100 * (1 - 2 / 3)) / 2)
+    assert both.f1_counts[0.5] == tuple(x + y for x, y in zip(a.f1_counts[0.5], b.f1_counts[0.5]))
+    assert set(both.as_row()) == {"accuracy", "edit", "f1@10", "f1@25", "f1@50"}
+    with pytest.raises(ValueError, match="one length"):
+        score_video([1, 2], [1, 2, 3])
