@@ -264,3 +264,26 @@ def test_cuda_matches_cpu():
     y_gpu = copy.deepcopy(ref).to("cuda")
     y_gpu.implementation = "fused"
     torch.testing.assert_close(y_gpu(x.cuda(), domain_sizes=[3, 3]).cpu(), y_cpu)
+
+
+def test_recycled_workspaces_survive_interleaved_passes():
+    """Two forwards before their backwards (gradient accumulation) must not share buffers."""
+    ref, fast = _pair(DDLSTM)
+    x1 = torch.randn(6, 5, 5, dtype=torch.float64)
+    x2 = torch.randn(6, 5, 5, dtype=torch.float64)
+    for model in (ref, fast):
+        y1 = model(x1, domain_sizes=[3, 3])
+        y2 = model(x2, domain_sizes=[3, 3])
+        (y2 * 2).sum().backward()
+        model(x2, domain_sizes=[3, 3]).sum().backward()  # reuses y2's returned buffers
+        y1.sum().backward()
+    for (name, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-9, atol=1e-11, msg=name)
+
+
+def test_second_backward_through_the_kernel_is_refused():
+    _, fast = _pair(LSTM)
+    y = fast(torch.randn(4, 3, 5, dtype=torch.float64)).sum()
+    y.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward pass"):
+        y.backward()

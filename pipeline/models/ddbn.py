@@ -103,7 +103,9 @@ class DDBN(nn.Module):
         `constrain_alpha_`, this clamp only guards a forward pass run without it."""
         if self.alpha is None:
             return None
-        lower = self.alpha_lower.to(self.alpha.dtype)
+        # A copy: the next training batch updates the bounds in place while this forward's
+        # graph may still need them (two forwards before a backward, e.g. gradient accumulation).
+        lower = self.alpha_lower.to(self.alpha.dtype, copy=True)
         return torch.minimum(torch.maximum(self.alpha, lower), torch.ones_like(lower))
 
     @torch.no_grad()
