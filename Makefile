@@ -12,14 +12,17 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,workflow]"
 	touch $@
 
-demo: $(VENV)/.installed  ## install, then run the default end-to-end demo
-	$(PY) -m pipeline.demo
+# The workflow's rules call `python`: the environment's, first on PATH.
+RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
+
+demo: $(VENV)/.installed  ## install, then run the default workflow end to end
+	$(RUN) snakemake --cores all
 
 test: $(VENV)/.installed  ## install, then run the test suite
-	$(PY) -m pytest -q
+	$(RUN) $(PY) -m pytest -q
 
 bench: $(VENV)/.installed  ## speed of the recurrent models against nn.LSTM
 	$(PY) benchmarks/recurrent.py

@@ -7,7 +7,7 @@ actions look identical frame by frame, so only temporal context tells them apart
 trained jointly, as in the paper's Joint protocol: half of every batch from each dataset, one
 label vector with a block per dataset, and each frame predicted within its dataset's block.
 
-    python -m pipeline.demo [--iterations 300] [--device auto]
+    python -m pipeline.demo [--iterations 300] [--device auto] [--output results/demo/joint_toy.md]
 
 The numbers it prints come from this toy data, not from the paper's datasets.
 """
@@ -15,8 +15,10 @@ The numbers it prints come from this toy data, not from the paper's datasets.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -113,6 +115,8 @@ def main(argv=None):
                         help="registered model names to compare")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda:0', ...")
     parser.add_argument("--seed", type=int, default=ToyConfig.seed)
+    parser.add_argument("--output", type=Path, default=None,
+                        help="also write the results table (Markdown) to this file")
     args = parser.parse_args(argv)
     cfg = ToyConfig(iterations=args.iterations, seed=args.seed)
     device = select_device(args.device)
@@ -121,9 +125,19 @@ def main(argv=None):
     for name in args.models:
         accuracy, _ = train_and_evaluate(name, cfg, device)
         rows.append((name, accuracy))
-    print("\n| model | dataset 1 frame acc. | dataset 2 frame acc. |\n|---|---|---|")
-    for name, (a1, a2) in rows:
-        print(f"| Joint {name.upper()} | {100 * a1:.1f} | {100 * a2:.1f} |")
+    table = ["| model | dataset 1 frame acc. | dataset 2 frame acc. |", "|---|---|---|"]
+    table += [f"| Joint {name.upper()} | {100 * a1:.1f} | {100 * a2:.1f} |" for name, (a1, a2) in rows]
+    print("\n" + "\n".join(table))
+    if args.output is not None:
+        write_atomically(args.output, "\n".join(table) + "\n")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file and a rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":
