@@ -6,7 +6,8 @@ pre-activations, so both get the same dz; the cell state is a normaliser with k 
 values sit in one row-major buffer [a | a^2] of width 2 W (W = k F), so the statistics of all
 sides come from one product with the contribution weights; rows of domain i are normalised with
 domain i's statistics, their gradients flow back through the weighted means and variances, and
-the gradient with respect to the weights is what reaches alpha.
+with the weights' derivatives (extra rows of the same product) they give alpha's gradient
+(`alpha_gradient`).
 
 Used by `fused.FusedRecurrentLayer`; the readable version of the same maths is `ddbn.DDBN`.
 """
@@ -74,11 +75,11 @@ class StepWeights:
             self.direction_sums = d_scaled.sum(-1)  # (e,) or (T, e)
             normalised = torch.cat([normalised, d_scaled], -2)
         if mask_f is None:
-            self._same = self._step(normalised, total)
+            self._same = self._step(normalised)
         else:
-            self._steps = [self._step(w, s) for w, s in zip(normalised.unbind(0), total.unbind(0))]
+            self._steps = [self._step(w) for w in normalised.unbind(0)]
 
-    def _step(self, product, total):
+    def _step(self, product):
         # (product rows (d + e, N), normalised weights (d, N), per-domain columns (N, 1) for the
         # broadcast spreads of the backward)
         weights = product[: self.d]
