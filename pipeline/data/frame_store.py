@@ -8,10 +8,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 FORMATS = ("npy", "h5")
 
@@ -55,11 +57,9 @@ class FrameStoreWriter:
         if self.format == "npy":
             self._array[self.written] = image
         else:
-            import torch
-            from torchvision.io import encode_jpeg
-
-            data = encode_jpeg(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), quality=self.jpeg_quality)
-            self._encoded.append(data.numpy())
+            buffer = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="JPEG", quality=self.jpeg_quality)
+            self._encoded.append(np.frombuffer(buffer.getvalue(), dtype=np.uint8))
         self.written += 1
 
     def __exit__(self, exc_type, exc, traceback):
@@ -116,14 +116,10 @@ class FrameStore:
             raise IndexError(f"{self.path}: frame index out of 0..{self._length - 1}")
         if self.format == "npy":
             return np.asarray(self._array[indices])
-        import torch
-        from torchvision.io import decode_jpeg
-
-        data = [torch.from_numpy(np.asarray(self._frames[i])) for i in indices.tolist()]
-        decoded = decode_jpeg(data) if data else []
-        out = np.empty((len(data), self.height, self.width, 3), dtype=np.uint8)
-        for k, image in enumerate(decoded):
-            out[k] = image.permute(1, 2, 0).numpy()
+        out = np.empty((len(indices), self.height, self.width, 3), dtype=np.uint8)
+        for k, index in enumerate(indices.tolist()):
+            with Image.open(io.BytesIO(self._frames[index].tobytes())) as image:
+                out[k] = np.asarray(image.convert("RGB"))
         return out
 
     def close(self) -> None:

@@ -62,4 +62,32 @@ def load_dataset(spec: dict, base_dir: str | Path | None = None) -> Dataset:
     return dataset
 
 
-__all__ = ["READERS", "load_dataset", "read_breakfast", "read_mpii", "read_mstcn", "read_salads", "reader_options"]
+__all__ = ["READERS", "load_dataset", "read_breakfast", "read_mpii", "read_mstcn", "read_salads", "read_spec", "reader_options"]
+
+
+def read_spec(source: str, name: str | None = None) -> dict:
+    """A dataset spec from inline JSON or a JSON/YAML file. The file may hold one spec, or several
+    under a "datasets" key or at top level by name (a synthetic manifest, a workflow config), in
+    which case `name` picks one."""
+    import json
+
+    text = source.strip()
+    if text.startswith("{"):
+        data = json.loads(text)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"dataset spec {path} does not exist (give a JSON/YAML file or inline JSON)")
+        import yaml
+
+        data = yaml.safe_load(path.read_text())
+    if isinstance(data, dict) and "format" in data:
+        return data
+    specs = data.get("datasets", data) if isinstance(data, dict) else None
+    if not isinstance(specs, dict) or name is None or name not in specs:
+        available = sorted(specs) if isinstance(specs, dict) else []
+        raise ValueError(f"{source}: pick one dataset spec with a name among {available}" if name is None
+                         else f"{source}: no dataset spec named {name!r}; found {available}")
+    spec = dict(specs[name])
+    spec.setdefault("name", name)
+    return spec

@@ -87,7 +87,7 @@ def generate(root: str | Path, seed: int = 0, sizes: Sizes = Sizes(), names=tupl
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.data.synthetic", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m pipeline synthetic", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, help="folder to write the datasets into")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same data")

@@ -1,0 +1,24 @@
+"""Command line of the pipeline: `python -m pipeline <step> [options]`, one step per call, as the
+workflow's rules make them. `python -m pipeline <step> --help` explains a step's options."""
+
+import sys
+
+STEPS = {
+    "synthetic": ("pipeline.data.synthetic", "write the embedded synthetic kitchen datasets"),
+    "frames": ("pipeline.data.frames", "decode a dataset's videos into frame stores aligned with its labels"),
+}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in STEPS:
+        lines = [f"  {name:<10} {summary}" for name, (_, summary) in STEPS.items()]
+        print("usage: python -m pipeline <step> [options]\n\nsteps:\n" + "\n".join(lines))
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    import importlib
+
+    return importlib.import_module(STEPS[argv[0]][0]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

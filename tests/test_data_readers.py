@@ -1,0 +1,154 @@
+"""Readers, splits and label resampling on small hand-written files: formats, conventions, errors."""
+
+import numpy as np
+import pytest
+
+from pipeline.data import AnnotationError, leave_person_out, load_dataset, resample_labels
+from pipeline.data.dataset import natural_key
+from pipeline.data.videos import index_videos
+
+
+def write(path, text, newline="\n"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline=newline) as handle:
+        handle.write(text)
+    return path
+
+
+def mstcn_root(tmp_path, people=4):
+    write(tmp_path / "mapping.txt", "0 SIL\n1 take\n2 pour\n")
+    for person in range(1, people + 1):
+        write(tmp_path / "groundTruth" / f"P{person:02d}_tea.txt", "SIL\ntake\ntake\npour\nSIL\n")
+    return tmp_path
+
+
+def test_mstcn_reads_labels_and_features(tmp_path):
+    root = mstcn_root(tmp_path)
+    (root / "features").mkdir()
+    np.save(root / "features" / "P01_tea.npy", np.zeros((8, 5), np.float32))
+    dataset = load_dataset({"name": "toy", "format": "mstcn", "annotations": str(root), "fps": 15,
+                            "participant_pattern": r"^(P\d+)", "background": "SIL"})
+    video = dataset.videos["P01_tea"]
+    assert video.labels.tolist() == [0, 1, 1, 2, 0] and video.participant == "P01"
+    assert video.features_path == root / "features" / "P01_tea.npy"
+    assert dataset.videos["P02_tea"].features_path is None
+    assert len(dataset.splits) == 4 and dataset.background_id == 0
+
+
+def test_mstcn_label_not_in_mapping_names_file_and_line(tmp_path):
+    root = mstcn_root(tmp_path)
+    write(root / "groundTruth" / "P02_tea.txt", "SIL\ntake\nstir\n")
+    with pytest.raises(AnnotationError, match=r"P02_tea\.txt:3: label 'stir' is not a known class in .*mapping\.txt"):
+        load_dataset({"name": "toy", "format": "mstcn", "annotations": str(root), "fps": 15,
+                      "participant_pattern": r"^(P\d+)"})
+
+
+def test_mapping_out_of_order_is_an_error(tmp_path):
+    root = mstcn_root(tmp_path)
+    write(root / "mapping.txt", "0 SIL\n2 take\n")
+    with pytest.raises(AnnotationError, match=r"mapping\.txt:2: index 2 out of order"):
+        load_dataset({"name": "toy", "format": "mstcn", "annotations": str(root), "fps": 15,
+                      "participant_pattern": r"^(P\d+)"})
+
+
+def test_breakfast_segmentation_ranges(tmp_path):
+    for person in range(1, 5):
+        write(tmp_path / "tea" / "labels" / f"P{person:02d}_cam01_P{person:02d}_tea.txt",
+              "1-0 SIL  \n1-2 SIL  \n3-5 take_cup  \n6-6 pour_water  \n")
+    dataset = load_dataset({"name": "bf", "format": "breakfast", "annotations": str(tmp_path), "fps": 15})
+    assert dataset.class_names == ["SIL", "pour_water", "take_cup"]
+    assert dataset.videos["P01_cam01_P01_tea"].labels.tolist() == [0, 0, 2, 2, 2, 1]
+    assert dataset.videos["P03_cam01_P03_tea"].participant == "P03"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1-2 SIL\n4-5 take\n", r"P01_tea\.txt:2: range 4-5 does not continue from frame 2"),
+    ("1-2 SIL\nthree-5 take\n", r"P01_tea\.txt:2: expected 'start-end label'"),
+])
+def test_breakfast_segmentation_errors(tmp_path, text, message):
+    write(tmp_path / "tea" / "labels" / "P01_tea.txt", text)
+    with pytest.raises(AnnotationError, match=message):
+        load_dataset({"name": "bf", "format": "breakfast", "annotations": str(tmp_path), "fps": 15})
+
+
+def salads_root(tmp_path, annotation, stamps=(100, 200, 300, 400, 500, 600)):
+    write(tmp_path / "ann" / "low_level_actions.txt", "cut_core\ncut_prep\nplace_core\n")
+    write(tmp_path / "ann" / "high_level_actions.txt", "cut_and_mix")
+    for person in range(1, 5):
+        write(tmp_path / "ann" / "sequences" / f"{person:02d}-1-activityAnnotation.txt", annotation, newline="\r\n")
+        write(tmp_path / "timestamps" / f"timestamps-{person:02d}-1.txt",
+              "".join(f"{s} rgb-{person:02d}-1-{i}.png\n" for i, s in enumerate(stamps)))
+    return tmp_path
+
+
+def test_salads_timestamps_to_frames(tmp_path):
+    # prep covers frames 1-2 (ts 190..310), core 3-4 but overlaps prep's end: the later start wins.
+    root = salads_root(tmp_path, "90 620 cut_and_mix\n190 310 cut_prep\n300 510 cut_core\n")
+    dataset = load_dataset({"name": "s", "format": "salads", "annotations": str(root), "fps": 30})
+    assert dataset.class_names == ["background", "cut_core", "cut_prep", "place_core"]
+    assert dataset.videos["rgb-01-1"].labels.tolist() == [0, 2, 1, 1, 1, 0]
+    assert dataset.videos["rgb-02-1"].participant == "02"
+
+
+def test_salads_errors(tmp_path):
+    root = salads_root(tmp_path, "190 310 cut_prep\n300 510 stir_core\n")
+    with pytest.raises(AnnotationError, match=r"01-1-activityAnnotation\.txt:2: label 'stir_core'"):
+        load_dataset({"name": "s", "format": "salads", "annotations": str(root), "fps": 30})
+    root = salads_root(tmp_path / "b", "190 310 cut_prep\n", stamps=(100, 300, 200))
+    with pytest.raises(AnnotationError, match=r"timestamps-01-1\.txt:3: timestamps must increase"):
+        load_dataset({"name": "s", "format": "salads", "annotations": str(root), "fps": 30})
+    (root / "timestamps" / "timestamps-01-1.txt").unlink()
+    with pytest.raises(FileNotFoundError, match=r"timestamps-01-1\.txt does not exist"):
+        load_dataset({"name": "s", "format": "salads", "annotations": str(root), "fps": 30})
+
+
+def test_mpii_csv(tmp_path):
+    rows = ["Subject,File,Start,End,Category,Name"]
+    for subject in (8, 10, 11, 12):
+        rows += [f"s{subject},s{subject}-d01-cam-002,2,3,5,cut slices", f"s{subject},s{subject}-d01-cam-002,4,6,3,pour"]
+    csv_path = write(tmp_path / "annotations.csv", "\n".join(rows) + "\n")
+    dataset = load_dataset({"name": "mpii", "format": "mpii", "annotations": str(csv_path), "fps": 29.4})
+    assert dataset.class_names == ["background activity", "pour", "cut slices"]
+    assert dataset.videos["s8-d01-cam-002"].labels.tolist() == [0, 2, 2, 1, 1, 1]
+    assert dataset.videos["s10-d01-cam-002"].participant == "s10"
+    write(csv_path, "s8,v,2,3,5,cut slices\ns8,v,4,6,5,peel\n")
+    with pytest.raises(AnnotationError, match=r"annotations\.csv:2: category id 5 named both"):
+        load_dataset({"name": "mpii", "format": "mpii", "annotations": str(csv_path), "fps": 29.4})
+
+
+def test_spec_errors_name_the_key(tmp_path):
+    root = mstcn_root(tmp_path)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['particpant_pattern'\]"):
+        load_dataset({"name": "toy", "format": "mstcn", "annotations": str(root), "fps": 15,
+                      "particpant_pattern": "P"})
+    with pytest.raises(ValueError, match=r"format must be one of"):
+        load_dataset({"name": "toy", "format": "csv", "annotations": str(root), "fps": 15})
+    with pytest.raises(ValueError, match=r"the key 'fps' is required"):
+        load_dataset({"name": "toy", "format": "mstcn", "annotations": str(root)})
+
+
+def test_leave_person_out_splits():
+    participant_of = {f"P{p}_{k}": f"P{p}" for p in range(1, 11) for k in range(3)}
+    splits = leave_person_out(participant_of, 4)
+    tested = [sorted({participant_of[n] for n in s.test}, key=natural_key) for s in splits]
+    assert tested == [["P1", "P2", "P3"], ["P4", "P5", "P6"], ["P7", "P8"], ["P9", "P10"]]
+    for split in splits:
+        assert not {participant_of[n] for n in split.train} & {participant_of[n] for n in split.test}
+        assert len(split.train) + len(split.test) == 30
+    with pytest.raises(ValueError, match="at least 4 participants"):
+        leave_person_out({"a": "P1", "b": "P2"}, 4)
+
+
+def test_resample_labels_follows_the_display_rule():
+    labels = np.arange(7)
+    assert resample_labels(labels, 30, 15).tolist() == [0, 2, 4, 6]  # 7 frames last 7/30 s: 4 outputs
+    assert resample_labels(labels, 10, 25).tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4, 4, 5, 5, 6, 6, 6]
+    assert resample_labels(labels, 15, 15) is labels
+
+
+def test_video_index_knows_breakfast_folder_names(tmp_path):
+    write(tmp_path / "P03" / "cam01" / "P03_cereals.avi", "")
+    write(tmp_path / "rgb-01-1.mp4", "")
+    index = index_videos(tmp_path)
+    assert index["P03_cam01_P03_cereals"] == tmp_path / "P03" / "cam01" / "P03_cereals.avi"
+    assert index["rgb-01-1"] == tmp_path / "rgb-01-1.mp4"
