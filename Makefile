@@ -24,8 +24,9 @@ demo: $(VENV)/.installed  ## install, then run the default workflow end to end
 test: $(VENV)/.installed  ## install, then run the test suite
 	$(RUN) $(PY) -m pytest -q
 
-bench: $(VENV)/.installed  ## speed of the recurrent models against nn.LSTM
+bench: $(VENV)/.installed  ## speed of the recurrent models against nn.LSTM, and of video decoding against ffmpeg
 	$(PY) benchmarks/recurrent.py
+	$(PY) benchmarks/decode.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -74,6 +74,9 @@ def iter_frames(path: str | Path, fps: float | None = None, size=None):
         stream.thread_type = "AUTO"
         native_rate = float(stream.average_rate or stream.guessed_rate or 0) or None
         width, height = output_size(stream.codec_context.width, stream.codec_context.height, size)
+        # One reformatter for the whole video keeps its swscale context: a fresh one per frame (what
+        # frame.to_ndarray(width=...) does) costs about as much as decoding the frame.
+        reformatter = av.video.reformatter.VideoReformatter()
         held, held_time, start_time, emitted, decoded = None, None, None, 0, 0
         try:
             for frame in container.decode(stream):
@@ -86,7 +89,7 @@ def iter_frames(path: str | Path, fps: float | None = None, size=None):
                     raise VideoDecodeError(f"{path}: frames carry no timestamps and the stream no frame rate")
                 start_time = when if start_time is None else start_time
                 when -= start_time
-                image = frame.to_ndarray(format="rgb24", width=width, height=height)
+                image = reformatter.reformat(frame, format="rgb24", width=width, height=height).to_ndarray()
                 if fps is None:
                     yield image
                     continue
