@@ -6,6 +6,9 @@ import sys
 STEPS = {
     "synthetic": ("pipeline.data.synthetic", "write the embedded synthetic kitchen datasets"),
     "frames": ("pipeline.data.frames", "decode a dataset's videos into frame stores aligned with its labels"),
+    "finetune": ("pipeline.features.cli:finetune_main", "fine-tune the frame classifier on one split"),
+    "extract": ("pipeline.features.cli:extract_main", "write one split's per-frame logits to HDF5"),
+    "none-row": ("pipeline.features.cli:none_row_main", "frame accuracy of the logits alone on the test videos"),
 }
 
 
@@ -17,7 +20,8 @@ def main(argv=None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib
 
-    return importlib.import_module(STEPS[argv[0]][0]).main(argv[1:])
+    module, _, function = STEPS[argv[0]][0].partition(":")
+    return getattr(importlib.import_module(module), function or "main")(argv[1:])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,109 @@
+"""Command lines of the frame-feature stage: `python -m pipeline finetune | extract | none-row`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from ..data.readers import load_dataset, read_spec
+from .extract import extract_logits
+from .finetune import FinetuneConfig, finetune
+from .frame_batches import SplitFrames
+from .logits import frame_accuracy
+
+FIELD_HELP = {
+    "backbone": "any timm model name (default: bninception)",
+    "backbone_args": "JSON object of extra timm.create_model arguments, e.g. '{\"width_multiplier\": 0.25}'",
+    "weights": "initial weights file (.pth/.pt/.safetensors); without it the network trains from scratch",
+    "reverse_channels": "the weights expect BGR input (Caffe/TSN ports): reverse the first convolution's channels",
+    "input_size": "the network's square input size in pixels",
+    "epochs": "passes over the training frames",
+    "batch_size": "frames per step",
+    "frames_per_epoch": "random training frames per epoch (default: all)",
+    "lr": "peak learning rate (cosine decay to 0)",
+    "momentum": "SGD momentum",
+    "weight_decay": "SGD weight decay",
+    "eval_stride": "per-epoch test accuracy on every k-th test frame",
+    "checkpoint_every": "steps between checkpoints",
+    "seed": "random seed: the same seed and configuration give the same weights",
+    "device": "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...",
+}
+
+
+def _dataset_arguments(parser):
+    parser.add_argument("--dataset", required=True,
+                        help="dataset spec: inline JSON, or a JSON/YAML file (with --name to pick one of several)")
+    parser.add_argument("--name", help="which dataset of the spec file")
+    parser.add_argument("--split", type=int, required=True, help="split number, from 1")
+    parser.add_argument("--frames", required=True, help="folder of the dataset's frame stores")
+    parser.add_argument("--store", choices=["npy", "h5"], default="npy", help="frame store format")
+    parser.add_argument("--fps", type=float, help="the rate the frames were decoded at (default: the labels' rate)")
+
+
+def _split_frames(args) -> SplitFrames:
+    dataset = load_dataset(read_spec(args.dataset, args.name))
+    return SplitFrames(dataset, args.split, args.frames, args.store, args.fps)
+
+
+def _logging():
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def finetune_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline finetune",
+                                     description="Fine-tune the frame classifier on one split's training frames; "
+                                                 "resumes from <output-dir>/checkpoint.pt if present.")
+    _dataset_arguments(parser)
+    parser.add_argument("--output-dir", required=True, help="folder for model.pt, checkpoint.pt, metrics.csv")
+    defaults = FinetuneConfig()
+    for item in fields(FinetuneConfig):
+        flag = "--" + item.name.replace("_", "-")
+        default = getattr(defaults, item.name)
+        if item.name == "reverse_channels":
+            parser.add_argument(flag, action="store_true", help=FIELD_HELP[item.name])
+        elif item.name == "backbone_args":
+            parser.add_argument(flag, type=json.loads, default={}, help=FIELD_HELP[item.name])
+        else:
+            kind = {"lr": float, "momentum": float, "weight_decay": float}.get(item.name)
+            kind = kind or (int if isinstance(default, int) or item.name == "frames_per_epoch" else str)
+            parser.add_argument(flag, type=kind, default=default, help=f"{FIELD_HELP[item.name]} (default: {default})")
+    args = parser.parse_args(argv)
+    _logging()
+    config = FinetuneConfig(**{item.name: getattr(args, item.name) for item in fields(FinetuneConfig)})
+    finetune(_split_frames(args), config, args.output_dir)
+    return 0
+
+
+def extract_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline extract",
+                                     description="Write the logits of every frame of a split (train and test videos) "
+                                                 "to one HDF5 file (layout: pipeline/features/logits.py).")
+    _dataset_arguments(parser)
+    parser.add_argument("--model", required=True, help="model.pt written by `python -m pipeline finetune`")
+    parser.add_argument("--output", required=True, help="HDF5 file to write")
+    parser.add_argument("--batch-size", type=int, default=64, help="frames per forward pass (default: 64)")
+    parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
+    args = parser.parse_args(argv)
+    _logging()
+    extract_logits(_split_frames(args), args.model, args.output, args.batch_size, args.device)
+    return 0
+
+
+def none_row_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline none-row",
+                                     description="Frame accuracy of argmax(logits) on a split's test videos "
+                                                 "(the paper's 'None' row), as JSON.")
+    parser.add_argument("--logits", required=True, help="HDF5 logits file of one split")
+    parser.add_argument("--output", help="JSON file to write (default: print only)")
+    args = parser.parse_args(argv)
+    result = frame_accuracy(args.logits)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n")
+    return 0

@@ -1,0 +1,210 @@
+"""Fine-tuning the frame classifier on one split's training frames (SPEC.md 2, stage 2).
+
+Single frames with their frame-wise labels, cross-entropy, SGD with momentum and a cosine learning
+rate over all steps. Resumable exactly: every step's frames, crops and dropout are functions of
+(seed, epoch, step) alone, and `checkpoint.pt` (model, optimiser, position, metrics so far) is
+written every `checkpoint_every` steps and at every epoch's end, so a killed run restarted with the
+same configuration continues to the same weights. Outputs in `output_dir`:
+
+    checkpoint.pt   the resumable state (kept after the run, for inspection)
+    model.pt        the fine-tuned classifier and everything extraction needs to use it
+    metrics.csv     one row per epoch: training loss and accuracy, test-frame accuracy, lr, time
+    config.json     the configuration of the run
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..device import select_device
+from .backbone import create_backbone
+from .frame_batches import Preprocess, SplitFrames
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneConfig:
+    backbone: str = "bninception"  # any timm model name
+    backbone_args: dict = field(default_factory=dict)  # extra timm.create_model arguments, e.g. width_multiplier
+    weights: str | None = None  # initial weights file (the paper: HMDB51); None trains from scratch
+    reverse_channels: bool = False  # the weights expect BGR input (Caffe/TSN ports)
+    input_size: int = 224  # the network's square input, in pixels
+    epochs: int = 2
+    batch_size: int = 32
+    frames_per_epoch: int | None = None  # random training frames per epoch; None: all of them
+    lr: float = 0.001  # peak learning rate, cosine-decayed to 0 over all steps
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    eval_stride: int = 5  # test accuracy after each epoch on every k-th test frame
+    checkpoint_every: int = 200  # steps between checkpoints (and one at each epoch's end)
+    seed: int = 0
+    device: str = "auto"  # "auto": CUDA when present, else the CPU
+
+    def resumable_fields(self) -> dict:
+        """What must match for a checkpoint to be continued (the device may change)."""
+        values = asdict(self)
+        values.pop("device")
+        return values
+
+
+def progress_bar(total: int, description: str):
+    """tqdm on stderr; where stderr is a log file, an update every 10 s instead of a live bar."""
+    live = sys.stderr.isatty()
+    return tqdm(total=total, desc=description, file=sys.stderr, mininterval=0.5 if live else 10.0,
+                ascii=not live, dynamic_ncols=live)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.part")
+    torch.save(obj, temporary)
+    os.replace(temporary, path)
+
+
+def _write_metrics(rows: list[dict], path: Path) -> None:
+    temporary = path.with_name(f".{path.name}.part")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+@torch.no_grad()
+def evaluate(model, frames: SplitFrames, preprocess: Preprocess, device, stride: int, batch_size: int) -> float:
+    """Frame accuracy on every `stride`-th test frame."""
+    model.eval()
+    rows = frames.frame_index("test", stride)
+    correct = 0
+    for start in range(0, len(rows), batch_size):
+        images, labels = frames.read(rows[start : start + batch_size])
+        logits = model(preprocess(images).to(device))
+        correct += int((logits.argmax(1).cpu() == torch.from_numpy(labels)).sum())
+    return correct / max(1, len(rows))
+
+
+def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path, on_step=None) -> Path:
+    """Fine-tune on `frames`' training videos; returns the path of `model.pt`.
+
+    `on_step(global_step)` is called after every optimiser step (a hook for tests and monitoring).
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    frames.check()
+    device = select_device(config.device)
+    torch.manual_seed(config.seed)  # the initial weights of everything not loaded from a file
+    model = create_backbone(config.backbone, len(frames.class_names), config.weights,
+                            reverse_channels=config.reverse_channels, **config.backbone_args).to(device)
+    data_config = model.pretrained_cfg
+    train_preprocess = Preprocess(config.input_size, data_config["mean"], data_config["std"], train=True)
+    eval_preprocess = Preprocess(config.input_size, data_config["mean"], data_config["std"], train=False)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+
+    train_rows = frames.frame_index("train")
+    per_epoch = len(train_rows) if config.frames_per_epoch is None else min(config.frames_per_epoch, len(train_rows))
+    batch_size = min(config.batch_size, per_epoch)
+    if batch_size < 2:
+        raise ValueError(f"split {frames.split} of {frames.dataset.name!r} has {per_epoch} training frames; "
+                         "batch normalisation needs batches of at least 2")
+    steps_per_epoch = per_epoch // batch_size
+    total_steps = steps_per_epoch * config.epochs
+
+    epoch, step, metrics, sums = 0, 0, [], {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
+    checkpoint_path = output_dir / "checkpoint.pt"
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if state["config"] != config.resumable_fields():
+            raise ValueError(f"{checkpoint_path} was written by a run with another configuration; delete it "
+                             f"to start afresh (differences: {_differences(state['config'], config.resumable_fields())})")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        epoch, step, metrics, sums = state["epoch"], state["step"], state["metrics"], state["sums"]
+        log.info("resuming from %s at epoch %d, step %d", checkpoint_path, epoch + 1, step)
+    (output_dir / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+
+    def save_checkpoint():
+        _atomic_torch_save({"config": config.resumable_fields(), "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
+                            "metrics": metrics, "sums": sums}, checkpoint_path)
+
+    while epoch < config.epochs:
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(train_rows))[:per_epoch]
+        bar = progress_bar(steps_per_epoch, f"fine-tune {frames.dataset.name} split {frames.split} "
+                                            f"epoch {epoch + 1}/{config.epochs}")
+        bar.update(step)
+        model.train()
+        while step < steps_per_epoch:
+            started = time.monotonic()
+            global_step = epoch * steps_per_epoch + step
+            rng = np.random.default_rng([config.seed, epoch, step])
+            torch.manual_seed(int(rng.integers(2**62)))  # dropout
+            images, labels = frames.read(train_rows[order[step * batch_size : (step + 1) * batch_size]])
+            inputs, targets = train_preprocess(images, rng).to(device), torch.from_numpy(labels).to(device)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
+            logits = model(inputs)
+            loss = F.cross_entropy(logits, targets)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step}; lower the lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            sums["loss"] += loss.item() * len(labels)
+            sums["correct"] += int((logits.argmax(1) == targets).sum())
+            sums["frames"] += len(labels)
+            sums["seconds"] += time.monotonic() - started
+            step += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss'] / sums['frames']:.3f}", refresh=False)
+            if step % config.checkpoint_every == 0 and step < steps_per_epoch:
+                save_checkpoint()
+            if on_step is not None:
+                on_step(global_step + 1)
+        bar.close()
+        test_accuracy = evaluate(model, frames, eval_preprocess, device, config.eval_stride, batch_size)
+        metrics.append({"epoch": epoch + 1, "steps": (epoch + 1) * steps_per_epoch,
+                        "train_loss": sums["loss"] / sums["frames"], "train_accuracy": sums["correct"] / sums["frames"],
+                        "test_accuracy": test_accuracy, "lr": optimizer.param_groups[0]["lr"],
+                        "seconds": round(sums["seconds"], 2)})
+        log.info("epoch %d: %s", epoch + 1, metrics[-1])
+        _write_metrics(metrics, output_dir / "metrics.csv")
+        epoch, step, sums = epoch + 1, 0, {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
+        save_checkpoint()
+
+    model_path = output_dir / "model.pt"
+    _atomic_torch_save({"model": model.state_dict(), "backbone": config.backbone,
+                        "backbone_args": config.backbone_args, "input_size": config.input_size,
+                        "class_names": frames.class_names, "dataset": frames.dataset.name, "split": frames.split,
+                        "fps": frames.dataset.fps, "config": asdict(config)}, model_path)
+    return model_path
+
+
+def load_classifier(path: str | Path, device="cpu"):
+    """The classifier saved by `finetune` and its saved description (`model.pt`)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"fine-tuned model {path} does not exist")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    model = timm.create_model(saved["backbone"], num_classes=len(saved["class_names"]), **saved["backbone_args"])
+    model.load_state_dict(saved["model"])
+    return model.to(device).eval(), saved
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key)]

@@ -1,0 +1,124 @@
+"""Labelled frames of one dataset split, read from the frame stores in batches ready for the network.
+
+`SplitFrames` pairs each video of a split with its frame store and its labels (at the stores'
+frame rate) and checks they agree frame for frame. `Preprocess` turns a batch of uint8 frames
+into the network's input: training takes a random crop of 70-100% of the frame's area (square)
+and a random horizontal flip; evaluation the central 87.5%; both resize to `input_size` and
+normalise with the backbone's mean and std.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.frame_store import FrameStore
+
+
+@dataclass
+class StoredVideo:
+    name: str
+    store_path: Path
+    labels: np.ndarray  # (T,) class ids
+    subset: str  # "train" or "test"
+
+
+class SplitFrames:
+    """The videos of split `split` (1-based) of `dataset`, with stores `<frames_dir>/<video>.<store_format>`."""
+
+    def __init__(self, dataset, split: int, frames_dir: str | Path, store_format: str = "npy", fps: float | None = None):
+        dataset = dataset.resampled(fps)
+        self.dataset = dataset
+        self.split = split
+        self.class_names = list(dataset.class_names)
+        frames_dir = Path(frames_dir)
+        chosen = dataset.split(split)
+        self.videos: list[StoredVideo] = []
+        for subset, names in (("train", chosen.train), ("test", chosen.test)):
+            for name in names:
+                video = dataset.videos[name]
+                store = frames_dir / f"{name}.{store_format}"
+                self.videos.append(StoredVideo(name, store, video.labels, subset))
+        self._stores: dict[Path, FrameStore] = {}
+
+    def check(self) -> None:
+        """Every store exists and holds exactly one frame per label."""
+        for video in self.videos:
+            store = self.store(video)
+            if len(store) != len(video.labels):
+                raise ValueError(f"frame store {video.store_path} has {len(store)} frames but video {video.name!r} "
+                                 f"has {len(video.labels)} labels at {self.dataset.fps:g} fps: decode the frames "
+                                 "with the same fps as this step uses")
+
+    def store(self, video: StoredVideo) -> FrameStore:
+        if video.store_path not in self._stores:
+            self._stores[video.store_path] = FrameStore(video.store_path)
+        return self._stores[video.store_path]
+
+    def subset(self, subset: str) -> list[StoredVideo]:
+        return [v for v in self.videos if v.subset == subset]
+
+    def frame_index(self, subset: str, stride: int = 1) -> np.ndarray:
+        """(N, 2) rows of (video number in `self.videos`, frame), every `stride`-th frame of `subset`."""
+        rows = [np.stack([np.full(len(range(0, len(v.labels), stride)), i), np.arange(0, len(v.labels), stride)], 1)
+                for i, v in enumerate(self.videos) if v.subset == subset]
+        return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 2), np.int64)
+
+    def read(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 frames (N, H, W, 3) and labels (N,) for (video, frame) rows, read video by video."""
+        frames, labels = None, np.empty(len(rows), np.int64)
+        for number in np.unique(rows[:, 0]):
+            where = np.flatnonzero(rows[:, 0] == number)
+            video = self.videos[number]
+            chunk = self.store(video).read(rows[where, 1])
+            if frames is None:
+                frames = np.empty((len(rows), *chunk.shape[1:]), np.uint8)
+            frames[where] = chunk
+            labels[where] = video.labels[rows[where, 1]]
+        return frames, labels
+
+    def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
+        self._stores.clear()
+
+
+class Preprocess:
+    def __init__(self, input_size: int, mean, std, train: bool, min_area: float = 0.7, eval_crop: float = 0.875):
+        self.input_size = input_size
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self.train = train
+        self.min_area = min_area
+        self.eval_crop = eval_crop
+
+    def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (N, 3, H, W), 0..255
+        n, _, height, width = x.shape
+        side = min(height, width)
+        if self.train:
+            sides = np.floor(side * np.sqrt(rng.uniform(self.min_area, 1.0, n))).astype(int)
+            tops = (rng.random(n) * (height - sides + 1)).astype(int)
+            lefts = (rng.random(n) * (width - sides + 1)).astype(int)
+            flips = rng.random(n) < 0.5
+            out = torch.empty(n, 3, self.input_size, self.input_size)
+            for k in range(n):
+                crop = x[k : k + 1, :, tops[k] : tops[k] + sides[k], lefts[k] : lefts[k] + sides[k]]
+                crop = self._resize(crop)
+                out[k] = crop[0].flip(-1) if flips[k] else crop[0]
+            x = out
+        else:
+            crop = round(side * self.eval_crop)
+            top, left = (height - crop) // 2, (width - crop) // 2
+            x = self._resize(x[:, :, top : top + crop, left : left + crop])
+        return (x - self.mean) / self.std
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] == (self.input_size, self.input_size):
+            return x
+        return F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False,
+                             antialias=x.shape[-1] > self.input_size)
