@@ -1,8 +1,9 @@
 """Logit extraction: every frame of every video of a split (train and test sides) through the
 fine-tuned classifier, into that split's HDF5 logits file (layout in `logits.py`).
 
-Frames are read and preprocessed (central crop, resize, normalise) in a background thread while
-the network runs on the previous batch, so extraction runs at the network's own rate.
+On a GPU, frames are read and preprocessed (central crop, normalise) in a background thread while
+the network runs on the previous batch. On the CPU the network already keeps every core busy and a
+second thread only competes with it (measured slower on 2 cores), so batches are prepared in turn.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def extract_logits(frames: SplitFrames, model_path: str | Path, output: str | Pa
     chunks: list[np.ndarray] = []
     with LogitsWriter(output, frames.dataset.name, frames.split, frames.dataset.fps, frames.class_names,
                       description) as writer:
-        for number, count, inputs in _prefetched(_batches(frames, preprocess, batch_size)):
+        batches = _batches(frames, preprocess, batch_size)
+        for number, count, inputs in _prefetched(batches) if device.type == "cuda" else batches:
             chunks.append(model(inputs.to(device)).float().cpu().numpy())
             bar.update(len(inputs))
             if sum(len(c) for c in chunks) == count:

@@ -2,9 +2,10 @@
 
 `SplitFrames` pairs each video of a split with its frame store and its labels (at the stores'
 frame rate) and checks they agree frame for frame. `Preprocess` turns a batch of uint8 frames
-into the network's input: training takes a random crop of 70-100% of the frame's area (square)
-and a random horizontal flip; evaluation the central 87.5%; both resize to `input_size` and
-normalise with the backbone's mean and std.
+into the network's input: training takes a random square crop of 70-100% of the frame's area,
+resized to `input_size`, and a random horizontal flip; evaluation the central `input_size` square
+(TSN's 224 of 256), or the central square of the short side resized up where the frame is smaller.
+Both normalise with the backbone's mean and std.
 """
 
 from __future__ import annotations
@@ -88,34 +89,32 @@ class SplitFrames:
 
 
 class Preprocess:
-    def __init__(self, input_size: int, mean, std, train: bool, min_area: float = 0.7, eval_crop: float = 0.875):
+    def __init__(self, input_size: int, mean, std, train: bool, min_area: float = 0.7):
         self.input_size = input_size
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1) * 255
-        self.std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255
+        self.inverse_std = 1 / (torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1) * 255)
         self.train = train
         self.min_area = min_area
-        self.eval_crop = eval_crop
 
     def __call__(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
-        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (N, 3, H, W), 0..255
-        n, _, height, width = x.shape
+        n, height, width = frames.shape[:3]
         side = min(height, width)
-        if self.train:
-            sides = np.floor(side * np.sqrt(rng.uniform(self.min_area, 1.0, n))).astype(int)
-            tops = (rng.random(n) * (height - sides + 1)).astype(int)
-            lefts = (rng.random(n) * (width - sides + 1)).astype(int)
-            flips = rng.random(n) < 0.5
-            out = torch.empty(n, 3, self.input_size, self.input_size)
-            for k in range(n):
-                crop = x[k : k + 1, :, tops[k] : tops[k] + sides[k], lefts[k] : lefts[k] + sides[k]]
-                crop = self._resize(crop)
-                out[k] = crop[0].flip(-1) if flips[k] else crop[0]
-            x = out
-        else:
-            crop = round(side * self.eval_crop)
+        if not self.train:
+            # Crop before converting: only the pixels the network sees become floats.
+            crop = min(side, self.input_size)
             top, left = (height - crop) // 2, (width - crop) // 2
-            x = self._resize(x[:, :, top : top + crop, left : left + crop])
-        return (x - self.mean) / self.std
+            x = torch.from_numpy(frames[:, top : top + crop, left : left + crop]).permute(0, 3, 1, 2).float()
+            return self._resize(x).sub_(self.mean).mul_(self.inverse_std)
+        x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()  # (N, 3, H, W), 0..255
+        sides = np.floor(side * np.sqrt(rng.uniform(self.min_area, 1.0, n))).astype(int)
+        tops = (rng.random(n) * (height - sides + 1)).astype(int)
+        lefts = (rng.random(n) * (width - sides + 1)).astype(int)
+        flips = rng.random(n) < 0.5
+        out = torch.empty(n, 3, self.input_size, self.input_size)
+        for k in range(n):
+            crop = self._resize(x[k : k + 1, :, tops[k] : tops[k] + sides[k], lefts[k] : lefts[k] + sides[k]])
+            out[k] = crop[0].flip(-1) if flips[k] else crop[0]
+        return out.sub_(self.mean).mul_(self.inverse_std)
 
     def _resize(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] == (self.input_size, self.input_size):
