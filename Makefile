@@ -24,9 +24,10 @@ demo: $(VENV)/.installed  ## install, then run the default workflow end to end
 test: $(VENV)/.installed  ## install, then run the test suite
 	$(RUN) $(PY) -m pytest -q
 
-bench: $(VENV)/.installed  ## speed of the recurrent models against nn.LSTM, and of video decoding against ffmpeg
+bench: $(VENV)/.installed  ## speed: recurrent models vs nn.LSTM, decoding vs ffmpeg, extraction vs the raw forward
 	$(PY) benchmarks/recurrent.py
 	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/extract.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
