@@ -141,3 +141,11 @@ def test_frames_decoded_at_another_rate_are_refused(split_frames, tmp_path):
     other = SplitFrames(split_frames.dataset, 1, split_frames.videos[0].store_path.parent, fps=7.5)
     with pytest.raises(ValueError, match=r"has \d+ frames but video .* labels at 7.5 fps"):
         other.check()
+
+
+def test_any_timm_backbone_by_name():
+    model = create_backbone("resnet10t", 5)
+    with torch.no_grad():
+        assert model.eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
+    with pytest.raises(ValueError, match="unknown backbone 'no_such_net'"):
+        create_backbone("no_such_net", 5)
