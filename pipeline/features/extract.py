@@ -75,7 +75,7 @@ def extract_logits(frames: SplitFrames, model_path: str | Path, output: str | Pa
     bar = progress_bar(total, f"extract {frames.dataset.name} split {frames.split}")
     chunks: list[np.ndarray] = []
     with LogitsWriter(output, frames.dataset.name, frames.split, frames.dataset.fps, frames.class_names,
-                      description) as writer:
+                      description, frames.dataset.background) as writer:
         batches = _batches(frames, preprocess, batch_size)
         for number, count, inputs in _prefetched(batches) if device.type == "cuda" else batches:
             chunks.append(model(inputs.to(device)).float().cpu().numpy())

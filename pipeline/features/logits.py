@@ -2,10 +2,12 @@
 
 Layout (one file per dataset and split):
 
-    /                  attrs: dataset, split, fps, class_names (JSON list), model (JSON: backbone,
-                       checkpoint, input size, ...), format_version
+    /                  attrs: dataset, split, fps, class_names (JSON list), background (class name or
+                       ""), model (JSON: backbone, checkpoint, input size, ...), format_version
     /<video>/logits    (T, C) float32, one row per frame
     /<video>/labels    (T,) int64 class ids
+    /<video>/boundary  (T, 2) float32, optional: the boundary LSTM's (mean, std) of the frames
+                       to the next action boundary, in units of its horizon (`pipeline.training`)
     /<video>           attrs: subset ("train" or "test": the split's side this video is on)
 
 Written to a temporary file and renamed when complete (`LogitsWriter`); read with `Logits`.
@@ -24,11 +26,12 @@ FORMAT_VERSION = 1
 
 
 class LogitsWriter:
-    def __init__(self, path: str | Path, dataset: str, split: int, fps: float, class_names: list[str], model: dict):
+    def __init__(self, path: str | Path, dataset: str, split: int, fps: float, class_names: list[str], model: dict,
+                 background: str | None = None):
         self.path = Path(path)
         self.temporary = self.path.with_name(f".{self.path.name}.part")
         self.attrs = {"dataset": dataset, "split": split, "fps": fps, "class_names": json.dumps(class_names),
-                      "model": json.dumps(model), "format_version": FORMAT_VERSION}
+                      "background": background or "", "model": json.dumps(model), "format_version": FORMAT_VERSION}
         self.num_classes = len(class_names)
         self.handle = None
 
@@ -38,7 +41,7 @@ class LogitsWriter:
         self.handle.attrs.update(self.attrs)
         return self
 
-    def add(self, name: str, subset: str, logits: np.ndarray, labels: np.ndarray) -> None:
+    def add(self, name: str, subset: str, logits: np.ndarray, labels: np.ndarray, boundary: np.ndarray | None = None):
         if logits.shape != (len(labels), self.num_classes):
             raise ValueError(f"video {name!r}: logits {logits.shape} do not match {len(labels)} frames x "
                              f"{self.num_classes} classes")
@@ -46,6 +49,10 @@ class LogitsWriter:
         group.attrs["subset"] = subset
         group.create_dataset("logits", data=logits.astype(np.float32))
         group.create_dataset("labels", data=labels.astype(np.int64))
+        if boundary is not None:
+            if boundary.shape != (len(labels), 2):
+                raise ValueError(f"video {name!r}: boundary {boundary.shape} is not ({len(labels)}, 2)")
+            group.create_dataset("boundary", data=boundary.astype(np.float32))
 
     def __exit__(self, exc_type, exc, traceback):
         self.handle.close()
@@ -71,6 +78,7 @@ class Logits:
         self.split = int(attrs["split"])
         self.fps = float(attrs["fps"])
         self.class_names = json.loads(attrs["class_names"])
+        self.background = str(attrs.get("background", "")) or None
         self.model = json.loads(attrs["model"])
 
     def names(self, subset: str | None = None) -> list[str]:
@@ -84,6 +92,10 @@ class Logits:
 
     def labels(self, name: str) -> np.ndarray:
         return self.handle[name]["labels"][()]
+
+    def boundary(self, name: str) -> np.ndarray | None:
+        group = self.handle[name]
+        return group["boundary"][()] if "boundary" in group else None
 
     def close(self) -> None:
         self.handle.close()

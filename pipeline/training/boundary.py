@@ -1,0 +1,146 @@
+"""The boundary-prediction LSTM (SPEC.md 2, stage 3; after Li et al., ECCV 2016).
+
+For frame t the target is a Gaussian N(d_t, s^2) at the true next action boundary: d_t frames
+until the label changes (the video's end counts as a boundary), clipped to the horizon (the
+history size), with s a configured constant. A 1-layer LSTM over the standardised logits predicts
+(mu_t, log sigma_t) at every frame; the loss is KL(target || prediction) averaged over frames.
+Everything is in units of the horizon (KL between Gaussians does not change when both are
+rescaled), and the per-frame (mu_t, sigma_t) in those units is what the recurrent stage appends
+to the logits. Like the recurrent models it runs online: frame t is predicted from the window of
+`history` frames ending at it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..device import select_device
+from ..features.logits import Logits, LogitsWriter
+from ..models import create_model
+from .loop import Trainer
+from .sequences import SplitSequences
+from .windows import gather_windows, sample_ends, window_index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BoundaryConfig:
+    history: int = 200  # window length and horizon of the boundary distance, in frames
+    hidden: int = 64  # LSTM units
+    target_std: float = 5.0  # s: the target Gaussian's standard deviation, in frames
+    batch_size: int = 64  # windows per step
+    iterations: int = 2000
+    lr: float = 0.01
+    momentum: float = 0.9
+    checkpoint_every: int = 500
+    log_every: int = 50
+    eval_batch: int = 256  # windows per forward when predicting every frame
+    seed: int = 0
+    device: str = "auto"
+
+
+def boundary_distances(labels: np.ndarray, horizon: int) -> np.ndarray:
+    """Frames from each frame to the next label change (or the video's end), at most `horizon`."""
+    length = len(labels)
+    change = np.flatnonzero(np.diff(labels) != 0) + 1  # first frame of each new segment
+    next_change = np.append(change, length)[np.searchsorted(change, np.arange(length), side="right")]
+    return np.minimum(next_change - np.arange(length), horizon).astype(np.float32)
+
+
+def gaussian_kl(target_mean, target_std, mean, log_std):
+    """KL(N(target_mean, target_std^2) || N(mean, exp(log_std)^2)), elementwise."""
+    return (log_std - torch.log(torch.as_tensor(target_std, dtype=mean.dtype))
+            + (target_std**2 + (target_mean - mean) ** 2) / (2 * torch.exp(2 * log_std)) - 0.5)
+
+
+class BoundaryLSTM(nn.Module):
+    def __init__(self, input_size: int, hidden: int, history: int):
+        super().__init__()
+        self.lstm = create_model("lstm", input_size, hidden, num_layers=1, num_domains=1, max_timesteps=history)
+        self.head = nn.Linear(hidden, 2)
+
+    def forward(self, x, mask=None):  # (B, T, C) -> (B, T, 2): mean, log std in horizon units
+        return self.head(self.lstm(x, mask=mask))
+
+
+def _batch(features: list[np.ndarray], distances: list[np.ndarray], config: BoundaryConfig, iteration: int):
+    """Windows, masks and target distances (horizon units) of one training step."""
+    rng = np.random.default_rng([config.seed, iteration])
+    videos, ends = sample_ends([len(f) for f in features], config.batch_size, 0, rng)
+    xs, masks, targets = [], [], []
+    for video, end in zip(videos, ends):
+        x, mask = gather_windows(features[video], np.array([end]), config.history)
+        index, _ = window_index(np.array([end]), config.history, len(features[video]))
+        xs.append(x[0])
+        masks.append(mask[0])
+        targets.append(distances[video][index[0]])
+    return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(masks)),
+            torch.from_numpy(np.stack(targets)) / config.history)
+
+
+def train_boundary(split: SplitSequences, config: BoundaryConfig, output_dir: str | Path, on_step=None) -> BoundaryLSTM:
+    """Train on the split's training videos (resuming from `output_dir`/checkpoint.pt if present)."""
+    device = select_device(config.device)
+    torch.manual_seed(config.seed)
+    model = BoundaryLSTM(split.num_classes, config.hidden, config.history).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    fingerprint = {k: v for k, v in asdict(config).items() if k not in ("device", "eval_batch")}
+    fingerprint["data"] = f"{split.dataset} split {split.split}"
+    trainer = Trainer(model, optimizer, output_dir, fingerprint, config.checkpoint_every,
+                      f"boundary {split.dataset} split {split.split}")
+    trainer.resume()
+    train = split.subset("train")
+    features = [split.standardised(s) for s in train]
+    distances = [boundary_distances(s.labels, config.history) for s in train]
+    target_std = config.target_std / config.history
+
+    def step(iteration: int) -> float:
+        x, mask, distance = _batch(features, distances, config, iteration)
+        x, mask, distance = x.to(device), mask.to(device), distance.to(device)
+        prediction = model(x, mask=mask)
+        kl = gaussian_kl(distance, target_std, prediction[..., 0], prediction[..., 1])
+        loss = kl[mask].mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    model.train()
+    trainer.run(config.iterations, step, on_step, config.log_every)
+    trainer.save()
+    return model
+
+
+@torch.no_grad()
+def predict_boundary(model: BoundaryLSTM, split: SplitSequences, config: BoundaryConfig) -> dict[str, np.ndarray]:
+    """(T, 2) per video: the predicted (mean, std) of the distance to the next boundary, in horizon
+    units, each frame from the window of `history` frames ending at it."""
+    device = next(model.parameters()).device
+    model.eval()
+    out = {}
+    for sequence in split.sequences:
+        features = split.standardised(sequence)
+        rows = []
+        for start in range(0, len(features), config.eval_batch):
+            ends = np.arange(start, min(len(features), start + config.eval_batch))
+            x, mask = gather_windows(features, ends, config.history)
+            prediction = model(torch.from_numpy(x).to(device), mask=torch.from_numpy(mask).to(device))[:, -1]
+            rows.append(torch.stack([prediction[:, 0], prediction[:, 1].exp()], 1).cpu().numpy())
+        out[sequence.name] = np.concatenate(rows).astype(np.float32)
+    return out
+
+
+def write_with_boundary(logits_path: str | Path, boundary: dict[str, np.ndarray], output: str | Path) -> Path:
+    """A copy of the logits file with each video's `boundary` added: the recurrent stage's input."""
+    with Logits(logits_path) as source, LogitsWriter(output, source.dataset, source.split, source.fps,
+                                                     source.class_names, source.model, source.background) as writer:
+        for name in source.names():
+            writer.add(name, source.subset(name), source.logits(name), source.labels(name), boundary[name])
+    return Path(output)

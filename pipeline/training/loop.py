@@ -1,0 +1,110 @@
+"""A resumable training loop: checkpoints, logs that survive a restart, a stop on NaN or inf.
+
+Every iteration's randomness must be a function of (seed, iteration) alone (the callers derive
+their generators from both), so that a run restarted from `checkpoint.pt` repeats exactly what the
+killed run would have done: the checkpoint holds the model, the optimiser, the iteration and the
+log rows so far, and the run continues from there to the same weights and the same metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from ..features.finetune import progress_bar
+
+log = logging.getLogger(__name__)
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """All rows to `path` at once (temporary file, then rename)."""
+    if not rows:
+        return
+    temporary = path.with_name(f".{path.name}.part")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+class Trainer:
+    """Runs `step(iteration) -> loss` from the last checkpoint to `total` iterations."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, output_dir: str | Path,
+                 fingerprint: dict, checkpoint_every: int, description: str):
+        self.model = model
+        self.optimizer = optimizer
+        self.output_dir = Path(output_dir)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.checkpoint_path = self.output_dir / "checkpoint.pt"
+        self.fingerprint = fingerprint
+        self.checkpoint_every = checkpoint_every
+        self.description = description
+        self.iteration = 0
+        self.logs: dict[str, list[dict]] = {}
+        self.window: list[float] = []  # losses since the last train_log row
+
+    def resume(self) -> int:
+        """Load `checkpoint.pt` if there is one from the same configuration; return the iteration."""
+        if not self.checkpoint_path.exists():
+            return 0
+        state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        if state["fingerprint"] != self.fingerprint:
+            changed = sorted(k for k in set(state["fingerprint"]) | set(self.fingerprint)
+                             if state["fingerprint"].get(k) != self.fingerprint.get(k))
+            raise ValueError(f"{self.checkpoint_path} was written by a run with another configuration "
+                             f"(differs in {changed}); delete it to start afresh")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration, self.logs, self.window = state["iteration"], state["logs"], state["window"]
+        log.info("resuming %s from %s at iteration %d", self.description, self.checkpoint_path, self.iteration)
+        return self.iteration
+
+    def save(self) -> None:
+        temporary = self.checkpoint_path.with_name(".checkpoint.pt.part")
+        torch.save({"fingerprint": self.fingerprint, "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "logs": self.logs,
+                    "window": self.window},
+                   temporary)
+        os.replace(temporary, self.checkpoint_path)
+        self.write_logs()
+
+    def log(self, name: str, row: dict) -> None:
+        """Add a row to the log `<name>.csv` (written at every checkpoint and at the end)."""
+        self.logs.setdefault(name, []).append(row)
+
+    def write_logs(self) -> None:
+        for name, rows in self.logs.items():
+            write_csv(rows, self.output_dir / f"{name}.csv")
+
+    def run(self, total: int, step: Callable[[int], float], on_step: Callable[[int], None] | None = None,
+            log_every: int = 100) -> None:
+        bar = progress_bar(total, self.description)
+        bar.update(self.iteration)
+        started = time.monotonic()
+        while self.iteration < total:
+            loss = step(self.iteration)
+            if not torch.isfinite(torch.tensor(loss)):
+                raise FloatingPointError(f"{self.description}: loss is {loss} at iteration {self.iteration + 1}; "
+                                         "lower the learning rate or check the inputs")
+            self.window.append(loss)
+            self.iteration += 1
+            bar.update(1)
+            if self.iteration % log_every == 0 or self.iteration == total:
+                mean = sum(self.window) / len(self.window)
+                self.log("train_log", {"iteration": self.iteration, "loss": mean,
+                                       "seconds_since_start": round(time.monotonic() - started, 2)})
+                bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
+                self.window = []
+            if self.iteration % self.checkpoint_every == 0 and self.iteration < total:
+                self.save()
+            if on_step is not None:
+                on_step(self.iteration)
+        bar.close()

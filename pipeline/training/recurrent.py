@@ -1,0 +1,261 @@
+"""Training LSTM / BNLSTM / DDLSTM under the paper's protocols, and online evaluation (SPEC.md 4).
+
+Protocols, over one or two datasets (the same split number of each):
+
+- "single": one dataset.
+- "joint": every batch holds n1 windows of dataset 1 then n2 of dataset 2 (`domain_share` of the
+  batch from dataset 1, half by default); DDLSTM normalises the two blocks as its two domains.
+- "pretrain_finetune": `iterations` on dataset 1 only, then `iterations` on dataset 2 only (the
+  paper's "D1,D2"); both datasets are evaluated at the end.
+
+Label and input layout (the paper's concatenated label vectors, Fig. 1): dataset i owns a block of
+the output vector, and a frame of dataset i is classified by the argmax over its own block. The
+inputs are laid out the same way (our reading; the paper is silent): dataset i's standardised
+logits fill its own block of the input vector, zeros elsewhere, followed by the two boundary
+features shared by all datasets. Every frame of a window is scored (cross-entropy over the whole
+vector); with `lookahead` the output at each timestep is scored against the frame half a history
+earlier (`windows.py`).
+
+Evaluation classifies every frame of every test video from the window that ends at it (plus the
+look-ahead), with its dataset's label block and, for DDLSTM, its dataset's population statistics;
+windows of one video go through the network in batches.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..device import select_device
+from ..evaluation.metrics import pool, score_video
+from ..models import create_model, project_alphas_after_step
+from .loop import Trainer, write_csv
+from .sequences import SplitSequences
+from .windows import IGNORE, gather_windows, sample_ends, window_targets
+
+PROTOCOLS = ("single", "joint", "pretrain_finetune")
+
+
+@dataclass
+class RecurrentConfig:
+    protocol: str = "joint"  # single | joint | pretrain_finetune
+    model: str = "ddlstm"  # lstm | bnlstm | ddlstm
+    layers: int = 3
+    hidden: int = 128  # units per layer
+    history: int = 200  # window length in frames
+    lookahead: bool = False  # windows also hold history // 2 future frames
+    batch_size: int = 128  # windows per step (both datasets together when joint)
+    domain_share: float = 0.5  # joint: fraction of each batch from dataset 1
+    iterations: int = 50_000  # steps (per phase for pretrain_finetune)
+    lr: float = 0.01
+    momentum: float = 0.0  # the paper gives only the learning rate: plain SGD
+    alpha_init: float = 0.75
+    learnable_affine: bool = False  # gamma/beta of the BNs learnable (fixed 0.1 / 0 in the paper)
+    checkpoint_every: int = 1000
+    log_every: int = 100  # iterations between train-log and alpha-log rows
+    eval_every: int = 0  # iterations between evaluations during training (0: only at the end)
+    eval_batch: int = 512  # windows per forward in evaluation
+    seed: int = 0
+    device: str = "auto"
+
+    @property
+    def lookahead_frames(self) -> int:
+        return self.history // 2 if self.lookahead else 0
+
+
+class SequenceClassifier(nn.Module):
+    """A recurrent stack and a linear classifier over its every output."""
+
+    def __init__(self, kind: str, input_size: int, num_labels: int, config: RecurrentConfig, num_domains: int):
+        super().__init__()
+        self.recurrent = create_model(kind, input_size, config.hidden, num_layers=config.layers,
+                                      num_domains=num_domains, alpha_init=config.alpha_init,
+                                      max_timesteps=config.history, learnable_affine=config.learnable_affine)
+        self.head = nn.Linear(config.hidden, num_labels)
+
+    def forward(self, x, domain_sizes=None, domain=None, mask=None):  # (B, T, F) -> (B, T, labels)
+        return self.head(self.recurrent(x, domain_sizes=domain_sizes, domain=domain, mask=mask))
+
+
+class Layout:
+    """Where each dataset's labels and logits sit in the concatenated vectors."""
+
+    def __init__(self, splits: list[SplitSequences]):
+        self.splits = splits
+        sizes = [s.num_classes for s in splits]
+        self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
+        self.num_labels = int(sum(sizes))
+        self.boundary = all(s.has_boundary for s in splits)
+        self.input_size = self.num_labels + (2 if self.boundary else 0)
+
+    def features(self, index: int, sequence) -> np.ndarray:
+        split = self.splits[index]
+        out = np.zeros((len(sequence.labels), self.input_size), np.float32)
+        start = self.offsets[index]
+        out[:, start : start + split.num_classes] = split.standardised(sequence)
+        if self.boundary:
+            out[:, self.num_labels :] = sequence.boundary
+        return out
+
+    def block(self, index: int) -> slice:
+        return slice(self.offsets[index], self.offsets[index] + self.splits[index].num_classes)
+
+
+def _check(splits: list[SplitSequences], config: RecurrentConfig) -> None:
+    if config.protocol not in PROTOCOLS:
+        raise ValueError(f"protocol must be one of {PROTOCOLS}, not {config.protocol!r}")
+    wanted = 1 if config.protocol == "single" else 2
+    if len(splits) != wanted:
+        raise ValueError(f"protocol {config.protocol!r} takes {wanted} dataset(s), got {len(splits)}")
+    if len({s.split for s in splits}) != 1:
+        raise ValueError(f"datasets of one run must come from the same split number, got {[s.split for s in splits]}")
+    if not 0 < config.domain_share < 1 and config.protocol == "joint":
+        raise ValueError(f"domain_share must lie in (0, 1), got {config.domain_share}")
+
+
+def batch_sizes(config: RecurrentConfig, iteration: int) -> list[int]:
+    """Windows of each dataset in the batch of `iteration`."""
+    if config.protocol == "single":
+        return [config.batch_size]
+    if config.protocol == "joint":
+        first = round(config.batch_size * config.domain_share)
+        return [first, config.batch_size - first]
+    phase = 0 if iteration < config.iterations else 1
+    return [config.batch_size if d == phase else 0 for d in range(2)]
+
+
+class WindowSampler:
+    """Training batches of one run: (x, mask, targets, domain_sizes) for an iteration."""
+
+    def __init__(self, layout: Layout, config: RecurrentConfig):
+        self.layout = layout
+        self.config = config
+        self.videos = []  # per dataset: (features, global labels) of each training video
+        for index, split in enumerate(layout.splits):
+            self.videos.append([(layout.features(index, s), s.labels + layout.offsets[index])
+                                for s in split.subset("train")])
+
+    def batch(self, iteration: int):
+        config = self.config
+        rng = np.random.default_rng([config.seed, iteration])
+        xs, masks, targets = [], [], []
+        sizes = batch_sizes(config, iteration)
+        for videos, count in zip(self.videos, sizes):
+            if count == 0:
+                continue
+            picks, ends = sample_ends([len(labels) for _, labels in videos], count, config.lookahead_frames, rng)
+            for video, end in zip(picks, ends):
+                features, labels = videos[video]
+                x, mask = gather_windows(features, np.array([end]), config.history)
+                xs.append(x[0])
+                masks.append(mask[0])
+                targets.append(window_targets(labels, np.array([end]), config.history, config.lookahead_frames)[0])
+        return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(masks)),
+                torch.from_numpy(np.stack(targets)), sizes)
+
+
+@torch.no_grad()
+def predict_video(model: SequenceClassifier, features: np.ndarray, block: slice, domain: int,
+                  config: RecurrentConfig, device) -> tuple[np.ndarray, np.ndarray]:
+    """Online predictions for every frame of one video: (T,) class ids within the dataset's block,
+    and the (T, block) scores they come from."""
+    scores = []
+    for start in range(0, len(features), config.eval_batch):
+        ends = np.arange(start, min(len(features), start + config.eval_batch)) + config.lookahead_frames
+        x, mask = gather_windows(features, ends, config.history)
+        out = model(torch.from_numpy(x).to(device), domain=domain, mask=torch.from_numpy(mask).to(device))
+        scores.append(out[:, -1, block].float().cpu().numpy())
+    scores = np.concatenate(scores)
+    return scores.argmax(1), scores
+
+
+def evaluate(model: SequenceClassifier, layout: Layout, config: RecurrentConfig, device) -> dict:
+    """Per dataset: predictions of every test video, per-video scores and pooled scores."""
+    was_training = model.training
+    model.eval()
+    results = {}
+    for index, split in enumerate(layout.splits):
+        background = () if split.background_id is None else (split.background_id,)
+        predictions, per_video = {}, {}
+        for sequence in split.subset("test"):
+            predicted, _ = predict_video(model, layout.features(index, sequence), layout.block(index), index,
+                                         config, device)
+            predictions[sequence.name] = predicted
+            per_video[sequence.name] = score_video(predicted, sequence.labels, background)
+        results[split.dataset] = {"predictions": predictions, "videos": per_video,
+                                  "pooled": pool(per_video.values())}
+    model.train(was_training)
+    return results
+
+
+def _metrics_rows(results: dict, iteration: int, split: int) -> list[dict]:
+    return [{"iteration": iteration, "dataset": dataset, "split": split, "videos": r["pooled"].videos,
+             "frames": r["pooled"].frames, **r["pooled"].as_row()} for dataset, r in results.items()]
+
+
+def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, output_dir: str | Path,
+                    on_step=None) -> dict:
+    """Train under `config.protocol`, evaluate, and write to `output_dir`:
+
+    checkpoint.pt, train_log.csv (loss), alphas.csv (every alpha of every layer, DDLSTM),
+    metrics.csv (one row per evaluation and dataset: accuracy, edit, F1@10/25/50), videos.csv
+    (the final evaluation per video), predictions.npz (final per-frame predictions, key
+    "<dataset>/<video>"), config.json. Returns the final pooled metrics per dataset.
+    """
+    _check(splits, config)
+    output_dir = Path(output_dir)
+    device = select_device(config.device)
+    layout = Layout(splits)
+    torch.manual_seed(config.seed)
+    num_domains = 1 if config.protocol == "single" else 2
+    model = SequenceClassifier(config.model, layout.input_size, layout.num_labels, config, num_domains).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    project_alphas_after_step(optimizer, model.recurrent)
+    fingerprint = {k: v for k, v in asdict(config).items() if k not in ("device", "eval_batch")}
+    fingerprint["data"] = [f"{s.dataset} split {s.split}" for s in splits]
+    description = f"{config.protocol} {config.model} x{config.layers} on {' + '.join(s.dataset for s in splits)}"
+    trainer = Trainer(model, optimizer, output_dir, fingerprint, config.checkpoint_every, description)
+    trainer.resume()
+    (output_dir / "config.json").write_text(json.dumps({**asdict(config), "datasets": fingerprint["data"]}, indent=2))
+    sampler = WindowSampler(layout, config)
+    total = config.iterations * (2 if config.protocol == "pretrain_finetune" else 1)
+
+    def step(iteration: int) -> float:
+        x, mask, targets, sizes = sampler.batch(iteration)
+        x, mask, targets = x.to(device), mask.to(device), targets.to(device)
+        logits = model(x, domain_sizes=sizes, mask=mask)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        done = iteration + 1
+        if config.model == "ddlstm" and (done % config.log_every == 0 or done == total):
+            for layer, values in enumerate(model.recurrent.alphas().tolist(), start=1):
+                trainer.log("alphas", {"iteration": done, "layer": layer,
+                                       **{f"alpha_{k + 1}": v for k, v in enumerate(values)}})
+        if config.eval_every and done % config.eval_every == 0 and done < total:
+            for row in _metrics_rows(evaluate(model, layout, config, device), done, splits[0].split):
+                trainer.log("metrics", row)
+        return loss.item()
+
+    model.train()
+    trainer.run(total, step, on_step, config.log_every)
+    results = evaluate(model, layout, config, device)
+    if not any(row["iteration"] == total for row in trainer.logs.get("metrics", [])):
+        for row in _metrics_rows(results, total, splits[0].split):
+            trainer.log("metrics", row)
+    trainer.save()
+    write_csv([{"dataset": dataset, "video": name, "frames": scores.frames, **scores.as_row()}
+               for dataset, r in results.items() for name, scores in r["videos"].items()],
+              output_dir / "videos.csv")
+    temporary = output_dir / ".predictions.part.npz"
+    np.savez_compressed(temporary, **{f"{dataset}/{name}": p for dataset, r in results.items()
+                                      for name, p in r["predictions"].items()})
+    temporary.replace(output_dir / "predictions.npz")
+    return {dataset: r["pooled"].as_row() for dataset, r in results.items()}

@@ -1,0 +1,50 @@
+"""Windows of `history` frames, as the recurrent models see a video (SPEC.md 4).
+
+The window of frame k ends at frame k + lookahead (lookahead = 0 online, history // 2 with
+look-ahead) and starts history - 1 frames earlier. Frames outside the video are padding: masked,
+so they enter no batch statistic and leave the state untouched (zero before the video starts).
+The network's output at a window's last timestep classifies frame k, and in training the output
+at timestep t is scored against the frame `lookahead` timesteps before it (targets that fall
+before the window or outside the video are ignored).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+IGNORE = -100  # cross-entropy's ignore_index
+
+
+def window_index(ends: np.ndarray, history: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices (N, history) of windows ending at `ends`, clipped into the video, and their
+    mask (True for frames inside the video)."""
+    index = ends[:, None] - (history - 1) + np.arange(history)[None, :]
+    mask = (index >= 0) & (index < length)
+    return np.clip(index, 0, length - 1), mask
+
+
+def gather_windows(features: np.ndarray, ends: np.ndarray, history: int) -> tuple[np.ndarray, np.ndarray]:
+    """(N, history, D) features of the windows ending at `ends` (zeros where masked) and the mask."""
+    index, mask = window_index(ends, history, len(features))
+    windows = features[index]
+    windows[~mask] = 0.0
+    return windows, mask
+
+
+def window_targets(labels: np.ndarray, ends: np.ndarray, history: int, lookahead: int) -> np.ndarray:
+    """(N, history) labels scored at each timestep: the frame `lookahead` steps earlier, or IGNORE."""
+    index, mask = window_index(ends, history, len(labels))
+    target_mask = np.roll(mask, lookahead, axis=1)
+    target_mask[:, :lookahead] = False  # their frames lie before the window: never seen
+    targets = np.where(target_mask, labels[np.roll(index, lookahead, axis=1)], IGNORE)
+    return targets.astype(np.int64)
+
+
+def sample_ends(lengths: list[int], count: int, lookahead: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`count` random (video, window end): frames uniform over all frames of all videos."""
+    lengths = np.asarray(lengths)
+    cumulative = np.cumsum(lengths)
+    picks = rng.integers(0, cumulative[-1], count)
+    videos = np.searchsorted(cumulative, picks, side="right")
+    frames = picks - np.concatenate([[0], cumulative[:-1]])[videos]
+    return videos, frames + lookahead
