@@ -9,6 +9,8 @@ STEPS = {
     "finetune": ("pipeline.features.cli:finetune_main", "fine-tune the frame classifier on one split"),
     "extract": ("pipeline.features.cli:extract_main", "write one split's per-frame logits to HDF5"),
     "none-row": ("pipeline.features.cli:none_row_main", "frame accuracy of the logits alone on the test videos"),
+    "boundary": ("pipeline.training.cli:boundary_main", "train the boundary LSTM; add its output to the logits"),
+    "train": ("pipeline.training.cli:train_main", "train and evaluate a recurrent model under one protocol"),
 }
 
 

@@ -6,24 +6,24 @@ import argparse
 import json
 import logging
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 from ..data.readers import load_dataset, read_spec
+from ..options import add_options, config_from
 from .extract import extract_logits
 from .finetune import FinetuneConfig, finetune
 from .frame_batches import SplitFrames
 from .logits import frame_accuracy
 
 FIELD_HELP = {
-    "backbone": "any timm model name (default: bninception)",
+    "backbone": "any timm model name",
     "backbone_args": "JSON object of extra timm.create_model arguments, e.g. '{\"width_multiplier\": 0.25}'",
     "weights": "initial weights file (.pth/.pt/.safetensors); without it the network trains from scratch",
     "reverse_channels": "the weights expect BGR input (Caffe/TSN ports): reverse the first convolution's channels",
     "input_size": "the network's square input size in pixels",
     "epochs": "passes over the training frames",
     "batch_size": "frames per step",
-    "frames_per_epoch": "random training frames per epoch (default: all)",
+    "frames_per_epoch": "random training frames per epoch (None: all)",
     "lr": "peak learning rate (cosine decay to 0)",
     "momentum": "SGD momentum",
     "weight_decay": "SGD weight decay",
@@ -59,21 +59,10 @@ def finetune_main(argv=None) -> int:
                                                  "resumes from <output-dir>/checkpoint.pt if present.")
     _dataset_arguments(parser)
     parser.add_argument("--output-dir", required=True, help="folder for model.pt, checkpoint.pt, metrics.csv")
-    defaults = FinetuneConfig()
-    for item in fields(FinetuneConfig):
-        flag = "--" + item.name.replace("_", "-")
-        default = getattr(defaults, item.name)
-        if item.name == "reverse_channels":
-            parser.add_argument(flag, action="store_true", help=FIELD_HELP[item.name])
-        elif item.name == "backbone_args":
-            parser.add_argument(flag, type=json.loads, default={}, help=FIELD_HELP[item.name])
-        else:
-            kind = {"lr": float, "momentum": float, "weight_decay": float}.get(item.name)
-            kind = kind or (int if isinstance(default, int) or item.name == "frames_per_epoch" else str)
-            parser.add_argument(flag, type=kind, default=default, help=f"{FIELD_HELP[item.name]} (default: {default})")
+    add_options(parser, FinetuneConfig, FIELD_HELP)
     args = parser.parse_args(argv)
     _logging()
-    config = FinetuneConfig(**{item.name: getattr(args, item.name) for item in fields(FinetuneConfig)})
+    config = config_from(args, FinetuneConfig)
     finetune(_split_frames(args), config, args.output_dir)
     return 0
 

@@ -1,0 +1,37 @@
+"""Command-line options generated from a configuration dataclass, one `--flag` per field."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import types
+import typing
+from dataclasses import MISSING, fields
+
+
+def _base_type(annotation):
+    """int for `int | None`, etc."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return options[0]
+    return annotation
+
+
+def add_options(parser: argparse.ArgumentParser, config_class, help_texts: dict[str, str]) -> None:
+    """Add `--field-name` for every field of `config_class` (booleans as --x / --no-x, dicts as JSON)."""
+    hints = typing.get_type_hints(config_class)
+    for item in fields(config_class):
+        default = item.default if item.default is not MISSING else item.default_factory()
+        kind = _base_type(hints[item.name])
+        flag = "--" + item.name.replace("_", "-")
+        text = f"{help_texts[item.name]} (default: {default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+        elif kind is dict:
+            parser.add_argument(flag, type=json.loads, default=default, help=text)
+        else:
+            parser.add_argument(flag, type=kind, default=default, help=text)
+
+
+def config_from(args: argparse.Namespace, config_class):
+    return config_class(**{item.name: getattr(args, item.name) for item in fields(config_class)})
