@@ -28,6 +28,7 @@ bench: $(VENV)/.installed  ## speed: recurrent models vs nn.LSTM, decoding vs ff
 	$(PY) benchmarks/recurrent.py
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/extract.py
+	$(PY) benchmarks/evaluate.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
