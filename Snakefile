@@ -1,14 +1,26 @@
-# The DDLSTM pipeline. Today the workflow holds the one stage that exists: the toy joint-training
-# demo of the model library (issue 2). The data, features, recurrent training and reporting stages
-# join it as their issues land.
+# The DDLSTM pipeline (Perrett & Damen, CVPR 2019): videos -> frames -> per-split frame classifier
+# -> logits -> boundary LSTM -> LSTM / BNLSTM / DDLSTM under every protocol -> tables and figures.
+# Run: snakemake --cores all   (config/config.yaml: the embedded synthetic datasets)
+#      snakemake --cores all --configfile config/paper.yaml   (the paper's datasets and settings)
 from snakemake.utils import min_version
 
 min_version("8.0")
 
 
+# The default experiment unless --configfile names another (which then replaces it, not merges).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/recurrent.smk"
+include: "workflow/rules/report.smk"
 include: "workflow/rules/demo.smk"
 
 
 rule all:
     input:
-        "results/demo/joint_toy.md",
+        get_final_output(),

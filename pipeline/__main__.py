@@ -11,6 +11,8 @@ STEPS = {
     "none-row": ("pipeline.features.cli:none_row_main", "frame accuracy of the logits alone on the test videos"),
     "boundary": ("pipeline.training.cli:boundary_main", "train the boundary LSTM; add its output to the logits"),
     "train": ("pipeline.training.cli:train_main", "train and evaluate a recurrent model under one protocol"),
+    "tables": ("pipeline.reporting.cli:tables_main", "Tables 1 and 2 and the segmentation table"),
+    "figures": ("pipeline.reporting.cli:figures_main", "Figs. 5, 6 and 7"),
 }
 
 

@@ -190,3 +190,10 @@ def test_command_lines(tmp_path):
                  "--device", "cpu"]) == 0
     assert '"lookahead": true' in (tmp_path / "run/config.json").read_text()
     assert (tmp_path / "run/metrics.csv").read_text().count("\n") == 3
+
+
+def test_a_changed_configuration_can_restart_afresh(pair, tmp_path):
+    train_recurrent(pair, config(iterations=20), tmp_path)
+    fresh = train_recurrent(pair, config(iterations=20, lr=0.2), tmp_path / "fresh")
+    restarted = train_recurrent(pair, config(iterations=20, lr=0.2), tmp_path, restart_on_change=True)
+    assert restarted == fresh and (tmp_path / "checkpoint.stale.pt").exists()

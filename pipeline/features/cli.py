@@ -60,10 +60,13 @@ def finetune_main(argv=None) -> int:
     _dataset_arguments(parser)
     parser.add_argument("--output-dir", required=True, help="folder for model.pt, checkpoint.pt, metrics.csv")
     add_options(parser, FinetuneConfig, FIELD_HELP)
+    parser.add_argument("--restart-on-change", action="store_true",
+                        help="a checkpoint of another configuration is set aside (checkpoint.stale.pt) and training "
+                             "starts afresh, instead of stopping with an error (the workflow passes this)")
     args = parser.parse_args(argv)
     _logging()
     config = config_from(args, FinetuneConfig)
-    finetune(_split_frames(args), config, args.output_dir)
+    finetune(_split_frames(args), config, args.output_dir, restart_on_change=args.restart_on_change)
     return 0
 
 

@@ -97,10 +97,13 @@ def evaluate(model, frames: SplitFrames, preprocess: Preprocess, device, stride:
     return correct / max(1, len(rows))
 
 
-def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path, on_step=None) -> Path:
+def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path, on_step=None,
+             restart_on_change: bool = False) -> Path:
     """Fine-tune on `frames`' training videos; returns the path of `model.pt`.
 
     `on_step(global_step)` is called after every optimiser step (a hook for tests and monitoring).
+    A checkpoint of another configuration is an error, or with `restart_on_change` set aside as
+    `checkpoint.stale.pt` (the workflow's choice when a changed parameter reruns the job).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -126,6 +129,11 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
 
     epoch, step, metrics, sums = 0, 0, [], {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
     checkpoint_path = output_dir / "checkpoint.pt"
+    if checkpoint_path.exists() and restart_on_change:
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if state["config"] != config.resumable_fields():
+            log.warning("%s is from another configuration: starting afresh", checkpoint_path)
+            checkpoint_path.replace(checkpoint_path.with_name("checkpoint.stale.pt"))
     if checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         if state["config"] != config.resumable_fields():

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..device import select_device
@@ -29,6 +30,8 @@ from .windows import gather_windows, sample_ends, window_index
 
 log = logging.getLogger(__name__)
 
+MIN_STD = 0.01  # smallest predicted standard deviation, in horizon units
+
 
 @dataclass
 class BoundaryConfig:
@@ -39,6 +42,7 @@ class BoundaryConfig:
     iterations: int = 2000
     lr: float = 0.01
     momentum: float = 0.9
+    clip_grad_norm: float = 5.0  # gradient norm limit (0: none)
     checkpoint_every: int = 500
     log_every: int = 50
     eval_batch: int = 256  # windows per forward when predicting every frame
@@ -67,7 +71,10 @@ class BoundaryLSTM(nn.Module):
         self.head = nn.Linear(hidden, 2)
 
     def forward(self, x, mask=None):  # (B, T, C) -> (B, T, 2): mean, log std in horizon units
-        return self.head(self.lstm(x, mask=mask))
+        mean, raw = self.head(self.lstm(x, mask=mask)).unbind(-1)
+        # A softplus keeps the predicted spread positive and away from 0, where the KL term
+        # (target - mean)^2 / sigma^2 explodes (an unbounded log sigma diverged to NaN).
+        return torch.stack([mean, torch.log(F.softplus(raw) + MIN_STD)], -1)
 
 
 def _batch(features: list[np.ndarray], distances: list[np.ndarray], config: BoundaryConfig, iteration: int):
@@ -85,7 +92,8 @@ def _batch(features: list[np.ndarray], distances: list[np.ndarray], config: Boun
             torch.from_numpy(np.stack(targets)) / config.history)
 
 
-def train_boundary(split: SplitSequences, config: BoundaryConfig, output_dir: str | Path, on_step=None) -> BoundaryLSTM:
+def train_boundary(split: SplitSequences, config: BoundaryConfig, output_dir: str | Path, on_step=None,
+                   restart_on_change: bool = False) -> BoundaryLSTM:
     """Train on the split's training videos (resuming from `output_dir`/checkpoint.pt if present)."""
     device = select_device(config.device)
     torch.manual_seed(config.seed)
@@ -95,7 +103,7 @@ def train_boundary(split: SplitSequences, config: BoundaryConfig, output_dir: st
     fingerprint["data"] = f"{split.dataset} split {split.split}"
     trainer = Trainer(model, optimizer, output_dir, fingerprint, config.checkpoint_every,
                       f"boundary {split.dataset} split {split.split}")
-    trainer.resume()
+    trainer.resume(restart_on_change)
     train = split.subset("train")
     features = [split.standardised(s) for s in train]
     distances = [boundary_distances(s.labels, config.history) for s in train]
@@ -109,6 +117,8 @@ def train_boundary(split: SplitSequences, config: BoundaryConfig, output_dir: st
         loss = kl[mask].mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
         optimizer.step()
         return loss.item()
 

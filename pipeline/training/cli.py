@@ -20,6 +20,7 @@ BOUNDARY_HELP = {
     "iterations": "training steps",
     "lr": "SGD learning rate",
     "momentum": "SGD momentum",
+    "clip_grad_norm": "gradient norm limit (0: none)",
     "checkpoint_every": "steps between checkpoints",
     "log_every": "steps between rows of train_log.csv",
     "eval_batch": "windows per forward pass when predicting every frame",
@@ -40,6 +41,7 @@ RECURRENT_HELP = {
     "momentum": "SGD momentum (the paper gives none: 0)",
     "alpha_init": "initial value of every DDLSTM alpha",
     "learnable_affine": "learn the BNs' gamma and beta (the paper fixes them at 0.1 and 0)",
+    "clip_grad_norm": "gradient norm limit (0: none, as in the paper)",
     "checkpoint_every": "steps between checkpoints",
     "log_every": "steps between rows of train_log.csv and alphas.csv",
     "eval_every": "steps between evaluations on the test videos during training (0: only at the end)",
@@ -47,6 +49,10 @@ RECURRENT_HELP = {
     "seed": "random seed: the same seed and configuration give the same model and metrics",
     "device": "'auto' (CUDA when present), 'cpu', 'cuda', ...",
 }
+
+
+RESTART_HELP = ("a checkpoint of another configuration is set aside (checkpoint.stale.pt) and training starts "
+                "afresh, instead of stopping with an error (the workflow passes this)")
 
 
 def _logging():
@@ -62,11 +68,12 @@ def boundary_main(argv=None) -> int:
     parser.add_argument("--output", required=True, help="HDF5 file to write: the logits plus `boundary`")
     parser.add_argument("--work-dir", required=True, help="folder for checkpoint.pt and train_log.csv")
     add_options(parser, BoundaryConfig, BOUNDARY_HELP)
+    parser.add_argument("--restart-on-change", action="store_true", help=RESTART_HELP)
     args = parser.parse_args(argv)
     _logging()
     config = config_from(args, BoundaryConfig)
     split = load_split(args.logits)
-    model = train_boundary(split, config, args.work_dir)
+    model = train_boundary(split, config, args.work_dir, restart_on_change=args.restart_on_change)
     write_with_boundary(args.logits, predict_boundary(model, split, config), args.output)
     return 0
 
@@ -81,9 +88,10 @@ def train_main(argv=None) -> int:
     parser.add_argument("--output-dir", required=True,
                         help="folder for checkpoint.pt, metrics.csv, videos.csv, alphas.csv, predictions.npz")
     add_options(parser, RecurrentConfig, RECURRENT_HELP)
+    parser.add_argument("--restart-on-change", action="store_true", help=RESTART_HELP)
     args = parser.parse_args(argv)
     _logging()
     results = train_recurrent([load_split(path) for path in args.inputs], config_from(args, RecurrentConfig),
-                              args.output_dir)
+                              args.output_dir, restart_on_change=args.restart_on_change)
     print(json.dumps(results, indent=2))
     return 0

@@ -51,14 +51,24 @@ class Trainer:
         self.logs: dict[str, list[dict]] = {}
         self.window: list[float] = []  # losses since the last train_log row
 
-    def resume(self) -> int:
-        """Load `checkpoint.pt` if there is one from the same configuration; return the iteration."""
+    def resume(self, restart_on_change: bool = False) -> int:
+        """Load `checkpoint.pt` if there is one from the same configuration; return the iteration.
+
+        A checkpoint of another configuration is an error, or with `restart_on_change` (what the
+        workflow asks for when a changed parameter reruns a job) it is set aside as
+        `checkpoint.stale.pt` and training starts afresh.
+        """
         if not self.checkpoint_path.exists():
             return 0
         state = torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
         if state["fingerprint"] != self.fingerprint:
             changed = sorted(k for k in set(state["fingerprint"]) | set(self.fingerprint)
                              if state["fingerprint"].get(k) != self.fingerprint.get(k))
+            if restart_on_change:
+                log.warning("%s is from another configuration (differs in %s): starting afresh",
+                            self.checkpoint_path, changed)
+                self.checkpoint_path.replace(self.checkpoint_path.with_name("checkpoint.stale.pt"))
+                return 0
             raise ValueError(f"{self.checkpoint_path} was written by a run with another configuration "
                              f"(differs in {changed}); delete it to start afresh")
         self.model.load_state_dict(state["model"])

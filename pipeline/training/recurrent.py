@@ -57,6 +57,7 @@ class RecurrentConfig:
     momentum: float = 0.0  # the paper gives only the learning rate: plain SGD
     alpha_init: float = 0.75
     learnable_affine: bool = False  # gamma/beta of the BNs learnable (fixed 0.1 / 0 in the paper)
+    clip_grad_norm: float = 0.0  # gradient norm limit (0: none, as the paper states none)
     checkpoint_every: int = 1000
     log_every: int = 100  # iterations between train-log and alpha-log rows
     eval_every: int = 0  # iterations between evaluations during training (0: only at the end)
@@ -200,7 +201,7 @@ def _metrics_rows(results: dict, iteration: int, split: int) -> list[dict]:
 
 
 def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, output_dir: str | Path,
-                    on_step=None) -> dict:
+                    on_step=None, restart_on_change: bool = False) -> dict:
     """Train under `config.protocol`, evaluate, and write to `output_dir`:
 
     checkpoint.pt, train_log.csv (loss), alphas.csv (every alpha of every layer, DDLSTM),
@@ -221,7 +222,7 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     fingerprint["data"] = [f"{s.dataset} split {s.split}" for s in splits]
     description = f"{config.protocol} {config.model} x{config.layers} on {' + '.join(s.dataset for s in splits)}"
     trainer = Trainer(model, optimizer, output_dir, fingerprint, config.checkpoint_every, description)
-    trainer.resume()
+    trainer.resume(restart_on_change)
     (output_dir / "config.json").write_text(json.dumps({**asdict(config), "datasets": fingerprint["data"]}, indent=2))
     sampler = WindowSampler(layout, config)
     total = config.iterations * (2 if config.protocol == "pretrain_finetune" else 1)
@@ -233,6 +234,8 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
         optimizer.step()
         done = iteration + 1
         if config.model == "ddlstm" and (done % config.log_every == 0 or done == total):

@@ -1,0 +1,109 @@
+"""The paper's figures from the runs' outputs (matplotlib, written as PNG).
+
+- Fig. 5: Table 1 as bars, one panel per dataset, bars coloured by the dataset it was paired with.
+- Fig. 6: one test video as strips: ground truth, the fine-tuned LSTM (pre-trained on the other
+  dataset) and the joint DDLSTM, first 1000 frames, one colour per class.
+- Fig. 7: the DDLSTM's alphas over training, every layer (left), and alpha_1 of the first layer
+  from several initial values (right).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .tables import TABLE1_ROWS, read_none, read_runs
+
+
+def _save(figure, output) -> Path:
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temporary = output.with_name(f".{output.stem}.part{output.suffix}")
+    figure.savefig(temporary, dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    temporary.replace(output)
+    return output
+
+
+def figure5(metrics_paths, none_paths, pairs, depth: int, output) -> Path:
+    runs, none = read_runs(metrics_paths), read_none(none_paths)
+    datasets = sorted({d for pair in pairs for d in pair})
+    partners = {d: [(p, pair) for pair in pairs for p in pair if d in pair and p != d] for d in datasets}
+    colours = dict(zip(datasets, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    figure, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.8), squeeze=False)
+    labels = [label for label, _, _ in TABLE1_ROWS]
+    for ax, dataset in zip(axes[0], datasets):
+        width = 0.8 / max(1, len(partners[dataset]))
+        for k, (partner, pair) in enumerate(partners[dataset]):
+            position = pair.index(dataset)
+            values = []
+            for _label, protocol, model in TABLE1_ROWS:
+                if protocol == "none":
+                    scores = none.get(dataset, [])
+                else:
+                    scores = runs.get((*pair, protocol, model, depth), {}).get(dataset, {}).get("accuracy", [])
+                values.append(np.mean(scores) if scores else np.nan)
+            ax.bar(np.arange(len(labels)) + k * width, values, width, color=colours[partner],
+                   label=f"with {partner}" + (" (D1)" if position == 1 else " (D2)"))
+        ax.set_title(dataset)
+        ax.set_xticks(np.arange(len(labels)) + width * (len(partners[dataset]) - 1) / 2)
+        ax.set_xticklabels(labels, rotation=40, ha="right", fontsize=8)
+        ax.set_ylabel("frame accuracy (%)")
+        ax.legend(fontsize=7)
+    figure.suptitle("Fig. 5: Table 1 per dataset, coloured by the paired dataset")
+    return _save(figure, output)
+
+
+def _read_alphas(path) -> dict:
+    """{layer: (iterations, alpha_1, alpha_2)} from an alphas.csv."""
+    by_layer = defaultdict(list)
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            by_layer[int(row["layer"])].append((int(row["iteration"]), float(row["alpha_1"]), float(row["alpha_2"])))
+    return {layer: tuple(np.array(v).T) for layer, v in sorted(by_layer.items())}
+
+
+def figure7(alphas_by_pair: dict[str, Path], alphas_by_init: dict[float, Path], output) -> Path:
+    panels = len(alphas_by_pair) + (1 if alphas_by_init else 0)
+    figure, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6), squeeze=False)
+    for ax, (pair, path) in zip(axes[0], alphas_by_pair.items()):
+        for layer, (iterations, alpha_1, alpha_2) in _read_alphas(path).items():
+            line = ax.plot(iterations, alpha_1, label=f"layer {layer} alpha_1")[0]
+            ax.plot(iterations, alpha_2, "--", color=line.get_color(), label=f"layer {layer} alpha_2")
+        ax.set_title(pair)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("alpha")
+        ax.legend(fontsize=6)
+    if alphas_by_init:
+        ax = axes[0][-1]
+        for init, path in sorted(alphas_by_init.items()):
+            iterations, alpha_1, alpha_2 = _read_alphas(path)[1]
+            line = ax.plot(iterations, alpha_1, label=f"init {init:g}: alpha_1")[0]
+            ax.plot(iterations, alpha_2, "--", color=line.get_color(), label=f"init {init:g}: alpha_2")
+        ax.set_title("layer 1 from several initial values")
+        ax.set_xlabel("iteration")
+        ax.legend(fontsize=6)
+    figure.suptitle("Fig. 7: DDLSTM alphas during training")
+    return _save(figure, output)
+
+
+def figure6(labels: np.ndarray, finetuned: np.ndarray, ddlstm: np.ndarray, class_names: list[str], title: str,
+            output, frames: int = 1000) -> Path:
+    strips = [("ground truth", labels), ("fine-tuned LSTM", finetuned), ("joint DDLSTM", ddlstm)]
+    figure, axes = plt.subplots(len(strips), 1, figsize=(10, 2.4), sharex=True)
+    colours = plt.get_cmap("tab20", max(2, len(class_names)))
+    for ax, (name, values) in zip(axes, strips):
+        ax.imshow(np.asarray(values[:frames])[None, :], aspect="auto", cmap=colours, vmin=0,
+                  vmax=max(1, len(class_names) - 1), interpolation="nearest")
+        ax.set_yticks([])
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    axes[-1].set_xlabel("frame")
+    figure.suptitle(f"Fig. 6: {title}", fontsize=9)
+    return _save(figure, output)

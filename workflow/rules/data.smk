@@ -1,0 +1,44 @@
+rule synthetic_data:
+    """Write the embedded synthetic kitchen datasets (default config only)."""
+    output:
+        manifest=f"{SYNTHETIC['output']}/manifest.json",
+    log:
+        "results/logs/synthetic_data.log",
+    benchmark:
+        "results/benchmarks/synthetic_data.tsv"
+    params:
+        folder=output_folder,
+        names=" ".join(DATASETS),
+        options=options(SYNTHETIC, skip=("generate", "output")),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline synthetic --output {params.folder} --datasets {params.names} {params.options} > {log} 2>&1"
+
+
+rule frames:
+    """Decode a dataset's videos into frame stores aligned with its labels."""
+    input:
+        synthetic_manifest,
+    output:
+        report="results/frames/{dataset}/report.csv",
+    log:
+        "results/logs/frames/{dataset}.log",
+    benchmark:
+        "results/benchmarks/frames/{dataset}.tsv"
+    params:
+        spec=dataset_spec,
+        options=frames_options(),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline frames --dataset {params.spec:q} --output-dir results/frames/{wildcards.dataset} "
+        "--report {output.report} {params.options} 2> {log}"

@@ -1,0 +1,79 @@
+FEATURE_OPTIONS = options(config["features"], skip=("extract_batch_size",))
+
+
+rule finetune:
+    """Fine-tune the frame classifier on one split's training frames."""
+    input:
+        frames="results/frames/{dataset}/report.csv",
+    output:
+        model="results/features/{dataset}/split{split}/finetune/model.pt",
+        metrics="results/features/{dataset}/split{split}/finetune/metrics.csv",
+    log:
+        "results/logs/finetune/{dataset}/split{split}.log",
+    benchmark:
+        "results/benchmarks/finetune/{dataset}/split{split}.tsv"
+    params:
+        spec=dataset_spec,
+        store=config["frames"]["store"],
+        fps=config["frames"]["fps"],
+        options=FEATURE_OPTIONS,
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=720,
+        gpu=1,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline finetune --restart-on-change --dataset {params.spec:q} --split {wildcards.split} "
+        "--frames results/frames/{wildcards.dataset} --store {params.store} --fps {params.fps} "
+        "--output-dir results/features/{wildcards.dataset}/split{wildcards.split}/finetune {params.options} 2> {log}"
+
+
+rule extract:
+    """Logits of every frame of one split (train and test videos) to HDF5."""
+    input:
+        frames="results/frames/{dataset}/report.csv",
+        model="results/features/{dataset}/split{split}/finetune/model.pt",
+    output:
+        logits="results/features/{dataset}/split{split}/logits.h5",
+    log:
+        "results/logs/extract/{dataset}/split{split}.log",
+    benchmark:
+        "results/benchmarks/extract/{dataset}/split{split}.tsv"
+    params:
+        spec=dataset_spec,
+        store=config["frames"]["store"],
+        fps=config["frames"]["fps"],
+        batch=config["features"].get("extract_batch_size", 64),
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline extract --dataset {params.spec:q} --split {wildcards.split} "
+        "--frames results/frames/{wildcards.dataset} --store {params.store} --fps {params.fps} "
+        "--model {input.model} --output {output.logits} --batch-size {params.batch} 2> {log}"
+
+
+rule none_row:
+    """Frame accuracy of the logits alone on the split's test videos (Table 1's None row)."""
+    input:
+        logits="results/features/{dataset}/split{split}/logits.h5",
+    output:
+        json="results/features/{dataset}/split{split}/none.json",
+    log:
+        "results/logs/none_row/{dataset}/split{split}.log",
+    benchmark:
+        "results/benchmarks/none_row/{dataset}/split{split}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline none-row --logits {input.logits} --output {output.json} > {log} 2>&1"

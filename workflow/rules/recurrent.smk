@@ -1,0 +1,74 @@
+rule boundary:
+    """Train the boundary LSTM on one split; write the logits with its per-frame output added."""
+    input:
+        logits="results/features/{dataset}/split{split}/logits.h5",
+    output:
+        inputs="results/boundary/{dataset}/split{split}/inputs.h5",
+    log:
+        "results/logs/boundary/{dataset}/split{split}.log",
+    benchmark:
+        "results/benchmarks/boundary/{dataset}/split{split}.tsv"
+    params:
+        options=options(config["boundary"]),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=1,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline boundary --restart-on-change --logits {input.logits} --output {output.inputs} "
+        "--work-dir results/boundary/{wildcards.dataset}/split{wildcards.split}/work {params.options} 2> {log}"
+
+
+rule train:
+    """One recurrent model, one protocol, one pair and split: train, then evaluate every test frame."""
+    input:
+        run_inputs,
+    output:
+        metrics="results/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}/metrics.csv",
+        predictions="results/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}/predictions.npz",
+    log:
+        "results/logs/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}.log",
+    benchmark:
+        "results/benchmarks/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}.tsv"
+    params:
+        folder=output_folder,
+        options=run_options,
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=1440,
+        gpu=1,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline train --restart-on-change --inputs {input} --output-dir {params.folder} --model {wildcards.model} "
+        "--layers {wildcards.depth} {params.options} > {log} 2>&1"
+
+
+rule alpha_init:
+    """Joint DDLSTM from another initial alpha, for Fig. 7's convergence panel."""
+    input:
+        "results/boundary/{d1}/split{split}/inputs.h5",
+        "results/boundary/{d2}/split{split}/inputs.h5",
+    output:
+        alphas="results/alpha_init/{d1}+{d2}/split{split}/ddlstm-L{depth}-a{alpha}/alphas.csv",
+    log:
+        "results/logs/alpha_init/{d1}+{d2}/split{split}/ddlstm-L{depth}-a{alpha}.log",
+    benchmark:
+        "results/benchmarks/alpha_init/{d1}+{d2}/split{split}/ddlstm-L{depth}-a{alpha}.tsv"
+    params:
+        folder=output_folder,
+        options=alpha_init_options,
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=1440,
+        gpu=1,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline train --restart-on-change --inputs {input} --output-dir {params.folder} --model ddlstm "
+        "--layers {wildcards.depth} {params.options} > {log} 2>&1"

@@ -1,0 +1,56 @@
+rule tables:
+    """Tables 1 and 2 and the segmentation table, averaged over splits (CSV, Markdown, LaTeX)."""
+    input:
+        metrics=table_runs(),
+        none=none_rows(),
+    output:
+        report(expand("results/tables/{name}.csv", name=("table1", "table2", "segmentation")),
+               caption="../report/tables.rst", category="Tables"),
+        expand("results/tables/{name}.{ext}", name=("table1", "table2", "segmentation"), ext=("md", "tex")),
+    log:
+        "results/logs/tables.log",
+    benchmark:
+        "results/benchmarks/tables.tsv"
+    params:
+        pairs=" ".join(PAIR_NAMES),
+        depths=" ".join(map(str, DEPTHS)),
+        depth=TABLE1_DEPTH,
+        paper="--paper" if config.get("paper_comparison", False) else "",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline tables --metrics {input.metrics} --none {input.none} --pairs {params.pairs} "
+        "--depths {params.depths} --table1-depth {params.depth} {params.paper} --output-dir results/tables "
+        "> {log} 2>&1"
+
+
+rule figures:
+    """Figs. 5, 6 and 7."""
+    input:
+        **figure_inputs(),
+    output:
+        report(expand("results/figures/fig{number}.png", number=(5, 6, 7)), caption="../report/figures.rst",
+               category="Figures"),
+    log:
+        "results/logs/figures.log",
+    benchmark:
+        "results/benchmarks/figures.tsv"
+    params:
+        pairs=" ".join(PAIR_NAMES),
+        depth=TABLE1_DEPTH,
+        alphas=alphas_of,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline figures --metrics {input.metrics} --none {input.none} --pairs {params.pairs} "
+        "--table1-depth {params.depth} --alphas {params.alphas} --alpha-init-runs {input.inits} "
+        "--strip-inputs {input.strip_inputs} --strip-finetuned {input.strip_finetuned} "
+        "--strip-ddlstm {input.strip_ddlstm} --output-dir results/figures > {log} 2>&1"
