@@ -149,3 +149,12 @@ def test_any_timm_backbone_by_name():
         assert model.eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 5)
     with pytest.raises(ValueError, match="unknown backbone 'no_such_net'"):
         create_backbone("no_such_net", 5)
+
+
+def test_a_finished_run_restarted_writes_its_outputs_again(split_frames, tmp_path):
+    finetune(split_frames, config(epochs=1), tmp_path)
+    metrics = (tmp_path / "metrics.csv").read_text()
+    (tmp_path / "metrics.csv").unlink()
+    (tmp_path / "model.pt").unlink()
+    finetune(split_frames, config(epochs=1), tmp_path)  # the workflow deletes outputs before a rerun
+    assert (tmp_path / "metrics.csv").read_text() == metrics and (tmp_path / "model.pt").exists()

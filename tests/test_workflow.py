@@ -28,8 +28,8 @@ def _copy_workflow(folder: Path) -> Path:
 
 def _planned(result) -> dict[str, int]:
     """Rule -> job count from a dry run's job stats."""
-    stats = re.search(r"job\s+count\n[-\s]+\n(.*?)\ntotal", result.stdout, re.S)
-    return {} if stats is None else {rule: int(n) for rule, n in re.findall(r"^(\S+)\s+(\d+)$", stats[1], re.M)}
+    stats = re.search(r"job\s+count\n[-\s]+\n(.*?)\ntotal", result.stdout, re.DOTALL)
+    return {} if stats is None else {rule: int(n) for rule, n in re.findall(r"^(\S+)\s+(\d+)$", stats[1], re.MULTILINE)}
 
 
 def test_workflow_lints_clean():
@@ -67,7 +67,7 @@ def test_malformed_config_fails_before_any_job(tmp_path, edit, message):
     (tmp_path / "bad.yaml").write_text(text.replace(edit[0], edit[1], 1))
     result = _run("--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), cwd=_copy_workflow(tmp_path))
     assert result.returncode != 0
-    assert re.search(message, result.stdout + result.stderr, re.S), result.stdout + result.stderr
+    assert re.search(message, result.stdout + result.stderr, re.DOTALL), result.stdout + result.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources/synthetic").exists()
 
 

@@ -8,12 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..data.readers import load_dataset, read_spec
 from ..options import add_options, config_from
-from .extract import extract_logits
-from .finetune import FinetuneConfig, finetune
-from .frame_batches import SplitFrames
-from .logits import frame_accuracy
 
 FIELD_HELP = {
     "backbone": "any timm model name",
@@ -44,7 +39,10 @@ def _dataset_arguments(parser):
     parser.add_argument("--fps", type=float, help="the rate the frames were decoded at (default: the labels' rate)")
 
 
-def _split_frames(args) -> SplitFrames:
+def _split_frames(args):
+    from ..data.readers import load_dataset, read_spec
+    from .frame_batches import SplitFrames
+
     dataset = load_dataset(read_spec(args.dataset, args.name))
     return SplitFrames(dataset, args.split, args.frames, args.store, args.fps)
 
@@ -57,6 +55,8 @@ def finetune_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline finetune",
                                      description="Fine-tune the frame classifier on one split's training frames; "
                                                  "resumes from <output-dir>/checkpoint.pt if present.")
+    from .finetune import FinetuneConfig
+
     _dataset_arguments(parser)
     parser.add_argument("--output-dir", required=True, help="folder for model.pt, checkpoint.pt, metrics.csv")
     add_options(parser, FinetuneConfig, FIELD_HELP)
@@ -66,6 +66,8 @@ def finetune_main(argv=None) -> int:
     args = parser.parse_args(argv)
     _logging()
     config = config_from(args, FinetuneConfig)
+    from .finetune import finetune
+
     finetune(_split_frames(args), config, args.output_dir, restart_on_change=args.restart_on_change)
     return 0
 
@@ -81,6 +83,8 @@ def extract_main(argv=None) -> int:
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
     args = parser.parse_args(argv)
     _logging()
+    from .extract import extract_logits
+
     extract_logits(_split_frames(args), args.model, args.output, args.batch_size, args.device)
     return 0
 
@@ -92,6 +96,8 @@ def none_row_main(argv=None) -> int:
     parser.add_argument("--logits", required=True, help="HDF5 logits file of one split")
     parser.add_argument("--output", help="JSON file to write (default: print only)")
     args = parser.parse_args(argv)
+    from .logits import frame_accuracy  # h5py and numpy only: no torch to import for this small step
+
     result = frame_accuracy(args.logits)
     text = json.dumps(result, indent=2)
     print(text)

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 
 from ..device import select_device
-from .finetune import load_classifier, progress_bar
+from ..progress import progress_bar
+from .finetune import load_classifier
 from .frame_batches import Preprocess, SplitFrames
 from .logits import LogitsWriter
 

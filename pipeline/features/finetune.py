@@ -19,7 +19,6 @@ import json
 import logging
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,9 +27,9 @@ import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..device import select_device
+from ..progress import progress_bar
 from .backbone import create_backbone
 from .frame_batches import Preprocess, SplitFrames
 
@@ -60,13 +59,6 @@ class FinetuneConfig:
         values = asdict(self)
         values.pop("device")
         return values
-
-
-def progress_bar(total: int, description: str):
-    """tqdm on stderr; where stderr is a log file, an update every 10 s instead of a live bar."""
-    live = sys.stderr.isatty()
-    return tqdm(total=total, desc=description, file=sys.stderr, mininterval=0.5 if live else 10.0,
-                ascii=not live, dynamic_ncols=live)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -194,6 +186,9 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
         epoch, step, sums = epoch + 1, 0, {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
         save_checkpoint()
 
+    # Also when a finished run is restarted (its outputs deleted, its checkpoint kept): the metrics
+    # come back from the checkpoint.
+    _write_metrics(metrics, output_dir / "metrics.csv")
     model_path = output_dir / "model.pt"
     _atomic_torch_save({"model": model.state_dict(), "backbone": config.backbone,
                         "backbone_args": config.backbone_args, "input_size": config.input_size,

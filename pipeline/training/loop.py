@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..features.finetune import progress_bar
+from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
 

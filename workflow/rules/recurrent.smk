@@ -10,7 +10,7 @@ rule boundary:
         "results/benchmarks/boundary/{dataset}/split{split}.tsv"
     params:
         options=options(config["boundary"]),
-    threads: 2
+    threads: 1  # small recurrent models: one thread is as fast as two, so two jobs run at once
     resources:
         mem_mb=4000,
         runtime=240,
@@ -36,7 +36,7 @@ rule train:
     params:
         folder=output_folder,
         options=run_options,
-    threads: 2
+    threads: 1  # small recurrent models: one thread is as fast as two, so two jobs run at once
     resources:
         mem_mb=8000,
         runtime=1440,
@@ -62,7 +62,7 @@ rule alpha_init:
     params:
         folder=output_folder,
         options=alpha_init_options,
-    threads: 2
+    threads: 1  # small recurrent models: one thread is as fast as two, so two jobs run at once
     resources:
         mem_mb=8000,
         runtime=1440,
