@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 # The workflow's rules call `python`: the environment's, first on PATH.
 RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
 
-demo: $(VENV)/.installed  ## install, then run the default workflow end to end
+demo: $(VENV)/.installed  ## install, then run the default workflow end to end, and its HTML report
 	$(RUN) snakemake --cores all
+	$(RUN) snakemake --report results/report.html
 
 test: $(VENV)/.installed  ## install, then run the test suite
 	$(RUN) $(PY) -m pytest -q

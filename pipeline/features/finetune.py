@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ..device import select_device
 from ..progress import progress_bar
+from ..sgd import SGD
 from .backbone import create_backbone
 from .frame_batches import Preprocess, SplitFrames
 
@@ -107,8 +108,7 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
     data_config = model.pretrained_cfg
     train_preprocess = Preprocess(config.input_size, data_config["mean"], data_config["std"], train=True)
     eval_preprocess = Preprocess(config.input_size, data_config["mean"], data_config["std"], train=False)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
+    optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
     train_rows = frames.frame_index("train")
     per_epoch = len(train_rows) if config.frames_per_epoch is None else min(config.frames_per_epoch, len(train_rows))

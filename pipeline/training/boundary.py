@@ -24,6 +24,7 @@ from torch import nn
 from ..device import select_device
 from ..features.logits import Logits, LogitsWriter
 from ..models import create_model
+from ..sgd import SGD
 from .loop import Trainer
 from .sequences import SplitSequences
 from .windows import gather_windows, sample_ends, window_index
@@ -98,7 +99,7 @@ def train_boundary(split: SplitSequences, config: BoundaryConfig, output_dir: st
     device = select_device(config.device)
     torch.manual_seed(config.seed)
     model = BoundaryLSTM(split.num_classes, config.hidden, config.history).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     fingerprint = {k: v for k, v in asdict(config).items() if k not in ("device", "eval_batch")}
     fingerprint["data"] = f"{split.dataset} split {split.split}"
     trainer = Trainer(model, optimizer, output_dir, fingerprint, config.checkpoint_every,

@@ -37,7 +37,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
 class Trainer:
     """Runs `step(iteration) -> loss` from the last checkpoint to `total` iterations."""
 
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, output_dir: str | Path,
+    def __init__(self, model: torch.nn.Module, optimizer, output_dir: str | Path,
                  fingerprint: dict, checkpoint_every: int, description: str):
         self.model = model
         self.optimizer = optimizer

@@ -34,7 +34,8 @@ from torch import nn
 
 from ..device import select_device
 from ..evaluation.metrics import pool, score_video
-from ..models import create_model, project_alphas_after_step
+from ..models import create_model
+from ..sgd import SGD
 from .loop import Trainer, write_csv
 from .sequences import SplitSequences
 from .windows import IGNORE, gather_windows, sample_ends, window_targets
@@ -216,8 +217,7 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     torch.manual_seed(config.seed)
     num_domains = 1 if config.protocol == "single" else 2
     model = SequenceClassifier(config.model, layout.input_size, layout.num_labels, config, num_domains).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    project_alphas_after_step(optimizer, model.recurrent)
+    optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     fingerprint = {k: v for k, v in asdict(config).items() if k not in ("device", "eval_batch")}
     fingerprint["data"] = [f"{s.dataset} split {s.split}" for s in splits]
     description = f"{config.protocol} {config.model} x{config.layers} on {' + '.join(s.dataset for s in splits)}"
@@ -237,6 +237,7 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
         if config.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
         optimizer.step()
+        model.recurrent.constrain_alphas_()  # alphas back into [n_i / N, 1] (SPEC.md 3)
         done = iteration + 1
         if config.model == "ddlstm" and (done % config.log_every == 0 or done == total):
             for layer, values in enumerate(model.recurrent.alphas().tolist(), start=1):
