@@ -161,7 +161,12 @@ def alphas_of(wildcards, input):
 
 
 def get_final_output():
+    """The tables and figures, and every HDF5 file of features on the way: asking for those too
+    means a deleted one is made again, and then everything that depends on it."""
+    used = sorted({d for pair in PAIRS for d in pair})
     return [
+        *[f"results/features/{d}/split{s}/logits.h5" for d in used for s in SPLITS],
+        *[f"results/boundary/{d}/split{s}/inputs.h5" for d in used for s in SPLITS],
         *[f"results/tables/{name}.{ext}" for name in ("table1", "table2", "segmentation")
           for ext in ("csv", "md", "tex")],
         *[f"results/figures/fig{number}.png" for number in (5, 6, 7)],
