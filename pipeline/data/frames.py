@@ -18,8 +18,6 @@ taken are reported (`FrameReport`, written to a CSV by `store_dataset`).
 
 from __future__ import annotations
 
-import csv
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..io import write_csv
 from .frame_store import FrameStoreWriter, stored_length
 
 
@@ -190,14 +189,7 @@ def store_dataset(dataset, output_dir: str | Path, store_format: str = "npy", fp
 
 
 def write_report(reports: list[FrameReport], path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".part")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(asdict(reports[0]) if reports else FrameReport.__annotations__))
-        writer.writeheader()
-        writer.writerows(asdict(r) for r in reports)
-    os.replace(temporary, path)
+    write_csv([asdict(r) for r in reports], path, fieldnames=list(FrameReport.__annotations__))
 
 
 def _parse_size(text: str | None):

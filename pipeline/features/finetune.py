@@ -14,7 +14,6 @@ same configuration continues to the same weights. Outputs in `output_dir`:
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..device import select_device
+from ..io import write_csv
 from ..progress import progress_bar
 from ..sgd import SGD
 from .backbone import create_backbone
@@ -65,15 +65,6 @@ class FinetuneConfig:
 def _atomic_torch_save(obj, path: Path) -> None:
     temporary = path.with_name(f".{path.name}.part")
     torch.save(obj, temporary)
-    os.replace(temporary, path)
-
-
-def _write_metrics(rows: list[dict], path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.part")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
     os.replace(temporary, path)
 
 
@@ -182,13 +173,13 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
                         "test_accuracy": test_accuracy, "lr": optimizer.param_groups[0]["lr"],
                         "seconds": round(sums["seconds"], 2)})
         log.info("epoch %d: %s", epoch + 1, metrics[-1])
-        _write_metrics(metrics, output_dir / "metrics.csv")
+        write_csv(metrics, output_dir / "metrics.csv")
         epoch, step, sums = epoch + 1, 0, {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
         save_checkpoint()
 
     # Also when a finished run is restarted (its outputs deleted, its checkpoint kept): the metrics
     # come back from the checkpoint.
-    _write_metrics(metrics, output_dir / "metrics.csv")
+    write_csv(metrics, output_dir / "metrics.csv")
     model_path = output_dir / "model.pt"
     _atomic_torch_save({"model": model.state_dict(), "backbone": config.backbone,
                         "backbone_args": config.backbone_args, "input_size": config.input_size,

@@ -8,7 +8,6 @@ log rows so far, and the run continues from there to the same weights and the sa
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
@@ -17,21 +16,10 @@ from pathlib import Path
 
 import torch
 
+from ..io import write_csv
 from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    """All rows to `path` at once (temporary file, then rename)."""
-    if not rows:
-        return
-    temporary = path.with_name(f".{path.name}.part")
-    with open(temporary, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(temporary, path)
 
 
 class Trainer:

@@ -34,9 +34,10 @@ from torch import nn
 
 from ..device import select_device
 from ..evaluation.metrics import pool, score_video
+from ..io import write_csv
 from ..models import create_model
 from ..sgd import SGD
-from .loop import Trainer, write_csv
+from .loop import Trainer
 from .sequences import SplitSequences
 from .windows import IGNORE, gather_windows, sample_ends, window_targets
 
