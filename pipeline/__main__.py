@@ -23,7 +23,11 @@ def main(argv=None) -> int:
         print("usage: python -m pipeline <step> [options]\n\nsteps:\n" + "\n".join(lines))
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib
+    import logging
 
+    # Every step logs the same way: INFO and up to stderr, which the workflow's rules send to their log.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
     module, _, function = STEPS[argv[0]][0].partition(":")
     return getattr(importlib.import_module(module), function or "main")(argv[1:])
 

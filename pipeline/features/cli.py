@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 from pathlib import Path
 
 from ..options import add_options, config_from
@@ -47,9 +45,6 @@ def _split_frames(args):
     return SplitFrames(dataset, args.split, args.frames, args.store, args.fps)
 
 
-def _logging():
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
 
 def finetune_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline finetune",
@@ -64,7 +59,6 @@ def finetune_main(argv=None) -> int:
                         help="a checkpoint of another configuration is set aside (checkpoint.stale.pt) and training "
                              "starts afresh, instead of stopping with an error (the workflow passes this)")
     args = parser.parse_args(argv)
-    _logging()
     config = config_from(args, FinetuneConfig)
     from .finetune import finetune
 
@@ -82,7 +76,6 @@ def extract_main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=64, help="frames per forward pass (default: 64)")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
     args = parser.parse_args(argv)
-    _logging()
     from .extract import extract_logits
 
     extract_logits(_split_frames(args), args.model, args.output, args.batch_size, args.device)

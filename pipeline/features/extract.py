@@ -8,7 +8,6 @@ second thread only competes with it (measured slower on 2 cores), so batches are
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 from pathlib import Path
@@ -22,18 +21,17 @@ from .finetune import load_classifier
 from .frame_batches import Preprocess, SplitFrames
 from .logits import LogitsWriter
 
-log = logging.getLogger(__name__)
-
 
 def _batches(frames: SplitFrames, preprocess: Preprocess, batch_size: int):
-    """(video number, frame count of that video, inputs) per batch; batches never span two videos."""
+    """(video number, whether it is the video's last batch, inputs) per batch; batches never span
+    two videos."""
     for number, video in enumerate(frames.videos):
         count = len(video.labels)
         for start in range(0, count, batch_size):
             index = np.arange(start, min(count, start + batch_size))
             rows = np.stack([np.full(len(index), number), index], 1)
             images, _ = frames.read(rows)
-            yield number, count, preprocess(images)
+            yield number, start + batch_size >= count, preprocess(images)
 
 
 def _prefetched(generator, depth: int = 2):
@@ -78,10 +76,10 @@ def extract_logits(frames: SplitFrames, model_path: str | Path, output: str | Pa
     with LogitsWriter(output, frames.dataset.name, frames.split, frames.dataset.fps, frames.class_names,
                       description, frames.dataset.background) as writer:
         batches = _batches(frames, preprocess, batch_size)
-        for number, count, inputs in _prefetched(batches) if device.type == "cuda" else batches:
+        for number, last, inputs in _prefetched(batches) if device.type == "cuda" else batches:
             chunks.append(model(inputs.to(device)).float().cpu().numpy())
             bar.update(len(inputs))
-            if sum(len(c) for c in chunks) == count:
+            if last:
                 video = frames.videos[number]
                 writer.add(video.name, video.subset, np.concatenate(chunks), video.labels)
                 chunks = []

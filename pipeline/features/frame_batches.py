@@ -60,9 +60,6 @@ class SplitFrames:
             self._stores[video.store_path] = FrameStore(video.store_path)
         return self._stores[video.store_path]
 
-    def subset(self, subset: str) -> list[StoredVideo]:
-        return [v for v in self.videos if v.subset == subset]
-
     def frame_index(self, subset: str, stride: int = 1) -> np.ndarray:
         """(N, 2) rows of (video number in `self.videos`, frame), every `stride`-th frame of `subset`."""
         rows = [np.stack([np.full(len(range(0, len(v.labels), stride)), i), np.arange(0, len(v.labels), stride)], 1)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 
 from ..options import add_options, config_from
 from .boundary import BoundaryConfig, predict_boundary, train_boundary, write_with_boundary
@@ -55,9 +53,6 @@ RESTART_HELP = ("a checkpoint of another configuration is set aside (checkpoint.
                 "afresh, instead of stopping with an error (the workflow passes this)")
 
 
-def _logging():
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
 
 def boundary_main(argv=None) -> int:
     parser = argparse.ArgumentParser(
@@ -70,7 +65,6 @@ def boundary_main(argv=None) -> int:
     add_options(parser, BoundaryConfig, BOUNDARY_HELP)
     parser.add_argument("--restart-on-change", action="store_true", help=RESTART_HELP)
     args = parser.parse_args(argv)
-    _logging()
     config = config_from(args, BoundaryConfig)
     split = load_split(args.logits)
     model = train_boundary(split, config, args.work_dir, restart_on_change=args.restart_on_change)
@@ -90,7 +84,6 @@ def train_main(argv=None) -> int:
     add_options(parser, RecurrentConfig, RECURRENT_HELP)
     parser.add_argument("--restart-on-change", action="store_true", help=RESTART_HELP)
     args = parser.parse_args(argv)
-    _logging()
     results = train_recurrent([load_split(path) for path in args.inputs], config_from(args, RecurrentConfig),
                               args.output_dir, restart_on_change=args.restart_on_change)
     print(json.dumps(results, indent=2))
