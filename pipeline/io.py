@@ -19,3 +19,23 @@ def write_csv(rows: list[dict], path: str | Path, fieldnames: list[str] | None =
         writer.writeheader()
         writer.writerows(rows)
     os.replace(temporary, path)
+
+
+def write_text(path: str | Path, text: str, newline: str = "\n") -> None:
+    """`text` to `path` at once (`newline` as written: "\\r\\n" for CRLF files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.part")
+    with open(temporary, "w", newline=newline) as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
+def save_torch(obj, path: str | Path) -> None:
+    """`torch.save(obj, path)` at once: a killed run leaves the previous checkpoint, never half of one."""
+    import torch  # not at module level: the CSV and text writers serve steps that never load torch
+
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.part")
+    torch.save(obj, temporary)
+    os.replace(temporary, path)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..device import select_device
-from ..io import write_csv
+from ..io import save_torch, write_csv, write_text
 from ..progress import progress_bar
 from ..sgd import SGD
 from .backbone import create_backbone
@@ -60,12 +59,6 @@ class FinetuneConfig:
         values = asdict(self)
         values.pop("device")
         return values
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    temporary = path.with_name(f".{path.name}.part")
-    torch.save(obj, temporary)
-    os.replace(temporary, path)
 
 
 @torch.no_grad()
@@ -126,10 +119,10 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
         optimizer.load_state_dict(state["optimizer"])
         epoch, step, metrics, sums = state["epoch"], state["step"], state["metrics"], state["sums"]
         log.info("resuming from %s at epoch %d, step %d", checkpoint_path, epoch + 1, step)
-    (output_dir / "config.json").write_text(json.dumps(asdict(config), indent=2) + "\n")
+    write_text(output_dir / "config.json", json.dumps(asdict(config), indent=2) + "\n")
 
     def save_checkpoint():
-        _atomic_torch_save({"config": config.resumable_fields(), "model": model.state_dict(),
+        save_torch({"config": config.resumable_fields(), "model": model.state_dict(),
                             "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
                             "metrics": metrics, "sums": sums}, checkpoint_path)
 
@@ -181,7 +174,7 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
     # come back from the checkpoint.
     write_csv(metrics, output_dir / "metrics.csv")
     model_path = output_dir / "model.pt"
-    _atomic_torch_save({"model": model.state_dict(), "backbone": config.backbone,
+    save_torch({"model": model.state_dict(), "backbone": config.backbone,
                         "backbone_args": config.backbone_args, "input_size": config.input_size,
                         "class_names": frames.class_names, "dataset": frames.dataset.name, "split": frames.split,
                         "fps": frames.dataset.fps, "config": asdict(config)}, model_path)

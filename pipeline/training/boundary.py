@@ -12,7 +12,6 @@ to the logits. Like the recurrent models it runs online: frame t is predicted fr
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,9 +26,7 @@ from ..models import create_model
 from ..sgd import SGD
 from .loop import Trainer
 from .sequences import SplitSequences
-from .windows import gather_windows, sample_ends, window_index
-
-log = logging.getLogger(__name__)
+from .windows import gather_windows, sample_ends, stack_by_video, window_index
 
 MIN_STD = 0.01  # smallest predicted standard deviation, in horizon units
 
@@ -82,15 +79,14 @@ def _batch(features: list[np.ndarray], distances: list[np.ndarray], config: Boun
     """Windows, masks and target distances (horizon units) of one training step."""
     rng = np.random.default_rng([config.seed, iteration])
     videos, ends = sample_ends([len(f) for f in features], config.batch_size, 0, rng)
-    xs, masks, targets = [], [], []
-    for video, end in zip(videos, ends):
-        x, mask = gather_windows(features[video], np.array([end]), config.history)
-        index, _ = window_index(np.array([end]), config.history, len(features[video]))
-        xs.append(x[0])
-        masks.append(mask[0])
-        targets.append(distances[video][index[0]])
-    return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(masks)),
-            torch.from_numpy(np.stack(targets)) / config.history)
+
+    def take(video, video_ends):
+        x, mask = gather_windows(features[video], video_ends, config.history)
+        index, _ = window_index(video_ends, config.history, len(features[video]))
+        return x, mask, distances[video][index]
+
+    x, mask, distance = stack_by_video(videos, ends, take)
+    return torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(distance) / config.history
 
 
 def train_boundary(split: SplitSequences, config: BoundaryConfig, output_dir: str | Path, on_step=None,

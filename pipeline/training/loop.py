@@ -9,14 +9,13 @@ log rows so far, and the run continues from there to the same weights and the sa
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from ..io import write_csv
+from ..io import save_torch, write_csv
 from ..progress import progress_bar
 
 log = logging.getLogger(__name__)
@@ -66,12 +65,9 @@ class Trainer:
         return self.iteration
 
     def save(self) -> None:
-        temporary = self.checkpoint_path.with_name(".checkpoint.pt.part")
-        torch.save({"fingerprint": self.fingerprint, "model": self.model.state_dict(),
+        save_torch({"fingerprint": self.fingerprint, "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "logs": self.logs,
-                    "window": self.window},
-                   temporary)
-        os.replace(temporary, self.checkpoint_path)
+                    "window": self.window}, self.checkpoint_path)
         self.write_logs()
 
     def log(self, name: str, row: dict) -> None:

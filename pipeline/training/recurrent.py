@@ -34,12 +34,12 @@ from torch import nn
 
 from ..device import select_device
 from ..evaluation.metrics import pool, score_video
-from ..io import write_csv
+from ..io import write_csv, write_text
 from ..models import create_model
 from ..sgd import SGD
 from .loop import Trainer
 from .sequences import SplitSequences
-from .windows import IGNORE, gather_windows, sample_ends, window_targets
+from .windows import IGNORE, gather_windows, sample_ends, stack_by_video, window_targets
 
 PROTOCOLS = ("single", "joint", "pretrain_finetune")
 
@@ -153,14 +153,18 @@ class WindowSampler:
             if count == 0:
                 continue
             picks, ends = sample_ends([len(labels) for _, labels in videos], count, config.lookahead_frames, rng)
-            for video, end in zip(picks, ends):
+
+            def take(video, video_ends, videos=videos):
                 features, labels = videos[video]
-                x, mask = gather_windows(features, np.array([end]), config.history)
-                xs.append(x[0])
-                masks.append(mask[0])
-                targets.append(window_targets(labels, np.array([end]), config.history, config.lookahead_frames)[0])
-        return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(masks)),
-                torch.from_numpy(np.stack(targets)), sizes)
+                x, mask = gather_windows(features, video_ends, config.history)
+                return x, mask, window_targets(labels, video_ends, config.history, config.lookahead_frames)
+
+            x, mask, target = stack_by_video(picks, ends, take)
+            xs.append(x)
+            masks.append(mask)
+            targets.append(target)
+        return (torch.from_numpy(np.concatenate(xs)), torch.from_numpy(np.concatenate(masks)),
+                torch.from_numpy(np.concatenate(targets)), sizes)
 
 
 @torch.no_grad()
@@ -224,7 +228,7 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     description = f"{config.protocol} {config.model} x{config.layers} on {' + '.join(s.dataset for s in splits)}"
     trainer = Trainer(model, optimizer, output_dir, fingerprint, config.checkpoint_every, description)
     trainer.resume(restart_on_change)
-    (output_dir / "config.json").write_text(json.dumps({**asdict(config), "datasets": fingerprint["data"]}, indent=2))
+    write_text(output_dir / "config.json", json.dumps({**asdict(config), "datasets": fingerprint["data"]}, indent=2))
     sampler = WindowSampler(layout, config)
     total = config.iterations * (2 if config.protocol == "pretrain_finetune" else 1)
 

@@ -48,3 +48,21 @@ def sample_ends(lengths: list[int], count: int, lookahead: int, rng: np.random.G
     videos = np.searchsorted(cumulative, picks, side="right")
     frames = picks - np.concatenate([[0], cumulative[:-1]])[videos]
     return videos, frames + lookahead
+
+
+def stack_by_video(videos: np.ndarray, ends: np.ndarray, take) -> list[np.ndarray]:
+    """A training batch of windows from many videos, gathered one video at a time.
+
+    `take(video, ends)` returns arrays with one row per window end of that video (e.g. windows,
+    masks, targets); the rows of all videos come back stacked in the order of (`videos`, `ends`),
+    which matters: DDBN weighs a row by its position in the batch.
+    """
+    stacked = None
+    for video in np.unique(videos):
+        rows = np.flatnonzero(videos == video)
+        pieces = take(int(video), ends[rows])
+        if stacked is None:
+            stacked = [np.empty((len(videos), *piece.shape[1:]), piece.dtype) for piece in pieces]
+        for out, piece in zip(stacked, pieces):
+            out[rows] = piece
+    return stacked

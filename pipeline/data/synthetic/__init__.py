@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ...io import write_text
 from ..videos import write_video
-from .formats import WRITERS, write_text
+from .formats import WRITERS
 from .grammar import ACTIVITIES, sample_timeline
 from .render import Painter, Style, render_video
 

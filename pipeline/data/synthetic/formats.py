@@ -15,24 +15,16 @@ dataset ships it, so the demo runs through the same readers as real data:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ...io import write_text
 from .grammar import Step, step_labels, vocabulary_labels
 
 HIGH_LEVEL = {"take": "cut_and_mix_ingredients", "cut": "cut_and_mix_ingredients", "put": "cut_and_mix_ingredients",
               "pour": "prepare_dressing", "return": "prepare_dressing", "stir": "serve_salad"}
 MPII_BACKGROUND = "background activity"
-
-
-def write_text(path: Path, text: str, newline: str = "\n") -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".part")
-    with open(temporary, "w", newline=newline) as handle:
-        handle.write(text)
-    os.replace(temporary, path)
 
 
 def labelled_ranges(steps: list[Step], vocabulary: str, num_frames: int, background: str):
