@@ -5,57 +5,36 @@ that reruns only what depends on it."""
 import csv
 import re
 import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
+from snakemake_runs import ROOT, SNAKEMAKE, TINY_CONFIG, copy_workflow, planned, snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = shutil.which("snakemake")
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install '.[workflow]')")
 
 
-def _run(*args, cwd=ROOT, timeout=600):
-    return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          check=False)
-
-
-def _copy_workflow(folder: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config", ".test"):
-        source = ROOT / name
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, folder / name)
-    return folder
-
-
-def _planned(result) -> dict[str, int]:
-    """Rule -> job count from a dry run's job stats."""
-    stats = re.search(r"job\s+count\n[-\s]+\n(.*?)\ntotal", result.stdout, re.DOTALL)
-    return {} if stats is None else {rule: int(n) for rule, n in re.findall(r"^(\S+)\s+(\d+)$", stats[1], re.MULTILINE)}
-
-
 def test_workflow_lints_clean():
-    result = _run("--lint")
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout
 
 
 def test_dry_run_plans_every_stage():
-    result = _run("-n", "--cores", "1", "--forceall")
-    assert result.returncode == 0, result.stdout + result.stderr
-    planned = _planned(result)
-    assert planned["synthetic_data"] == 1 and planned["frames"] == 3
+    result = snakemake("-n", "--cores", "1", "--forceall")
+    assert result.returncode == 0, result.stdout
+    jobs = planned(result)
+    assert jobs["synthetic_data"] == 1 and jobs["frames"] == 3
     for rule in ("finetune", "extract", "none_row", "boundary"):
-        assert planned[rule] == 12, rule  # 3 datasets x 4 splits
-    assert planned["train"] == 3 * 4 * 7  # pairs x splits x (5 Table-1 runs + depths 1 and 2)
-    assert planned["tables"] == 1 and planned["figures"] == 1
+        assert jobs[rule] == 12, rule  # 3 datasets x 4 splits
+    assert jobs["train"] == 3 * 4 * 7  # pairs x splits x (5 Table-1 runs + depths 1 and 2)
+    assert jobs["tables"] == 1 and jobs["figures"] == 1
 
 
 def test_the_paper_config_validates_and_plans():
     # No dataset is here; the plan needs none (the frames rule reads the annotations when it runs).
-    result = _run("-n", "--cores", "1", "--configfile", "config/paper.yaml")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    planned = _planned(result)
-    assert "synthetic_data" not in planned and planned["frames"] == 3
-    assert planned["train"] == 3 * 4 * (5 + 5)  # pairs x splits x (Table-1 runs + depths 1, 2, 4, 5, 10)
+    result = snakemake("-n", "--cores", "1", "--configfile", "config/paper.yaml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = planned(result)
+    assert "synthetic_data" not in jobs and jobs["frames"] == 3
+    assert jobs["train"] == 3 * 4 * (5 + 5)  # pairs x splits x (Table-1 runs + depths 1, 2, 4, 5, 10)
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -64,21 +43,13 @@ def test_the_paper_config_validates_and_plans():
     (("  - [synbreakfast, syncooking]", "  - [synbreakfast, nosuch]"), r"config: pairs: 'nosuch' is not a key"),
 ])
 def test_malformed_config_fails_before_any_job(tmp_path, edit, message):
-    text = (ROOT / ".test/config/config.yaml").read_text()
+    text = (ROOT / TINY_CONFIG).read_text()
     assert edit[0] in text
     (tmp_path / "bad.yaml").write_text(text.replace(edit[0], edit[1], 1))
-    result = _run("--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), cwd=_copy_workflow(tmp_path))
+    result = snakemake("--cores", "1", "--configfile", str(tmp_path / "bad.yaml"), cwd=copy_workflow(tmp_path))
     assert result.returncode != 0
-    assert re.search(message, result.stdout + result.stderr, re.DOTALL), result.stdout + result.stderr
+    assert re.search(message, result.stdout, re.DOTALL), result.stdout
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources/synthetic").exists()
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    folder = _copy_workflow(tmp_path_factory.mktemp("workflow"))
-    result = _run("--cores", "2", "--configfile", ".test/config/config.yaml", cwd=folder, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return folder
 
 
 def test_tiny_config_runs_every_rule(tiny_run):
@@ -97,15 +68,16 @@ def test_tiny_config_runs_every_rule(tiny_run):
 
 
 def test_second_run_does_nothing(tiny_run):
-    result = _run("-n", "--cores", "2", "--configfile", ".test/config/config.yaml", cwd=tiny_run)
-    assert result.returncode == 0 and "Nothing to be done" in result.stdout + result.stderr
+    result = snakemake("-n", "--cores", "2", "--configfile", TINY_CONFIG, cwd=tiny_run)
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout
 
 
-def test_deleting_one_hdf5_reruns_only_what_depends_on_it(tiny_run):
-    (tiny_run / "results/boundary/syncooking/split1/inputs.h5").unlink()
-    result = _run("-n", "--cores", "2", "--configfile", ".test/config/config.yaml", cwd=tiny_run)
-    planned = _planned(result)
-    assert planned.get("boundary") == 1
-    assert not {"synthetic_data", "frames", "finetune", "extract", "none_row"} & set(planned), planned
-    assert planned.get("train") == 5 and planned.get("alpha_init") == 1, planned  # every run of the pair
-    assert planned.get("tables") == 1 and planned.get("figures") == 1
+def test_deleting_one_hdf5_reruns_only_what_depends_on_it(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run", symlinks=True)  # copy2 keeps the times Snakemake compares
+    (run / "results/boundary/syncooking/split1/inputs.h5").unlink()
+    result = snakemake("-n", "--cores", "2", "--configfile", TINY_CONFIG, cwd=run)
+    jobs = planned(result)
+    assert jobs.get("boundary") == 1
+    assert not {"synthetic_data", "frames", "finetune", "extract", "none_row"} & set(jobs), jobs
+    assert jobs.get("train") == 5 and jobs.get("alpha_init") == 1, jobs  # every run of the pair
+    assert jobs.get("tables") == 1 and jobs.get("figures") == 1
