@@ -1,0 +1,176 @@
+"""The workflow on a real SLURM cluster: tests/slurm/cluster.sh starts a one-node cluster from Debian's
+packages, the tiny configuration runs through `sbatch` with the SLURM profiles, SLURM's own records show
+every job (and a GPU for the rules that ask for one), and the results equal a local run's.
+
+Skipped where SLURM is not installed or the tests do not run as root, unless DDLSTM_REQUIRE_SLURM=1 (set
+by .ci/run), which turns those reasons into failures."""
+
+import collections
+import csv
+import importlib.util
+import io
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from snakemake_runs import ROOT, SNAKEMAKE, TINY_CONFIG, copy_workflow, planned, run_bounded, snakemake
+
+CLUSTER_SCRIPT = ROOT / "tests/slurm/cluster.sh"
+PROFILES = ("--profile", "workflow/profiles/slurm", "--profile", "workflow/profiles/slurm-test")
+GPU_RULES = {"finetune", "extract", "boundary", "train", "alpha_init"}
+
+
+def _why_not_runnable() -> str | None:
+    if SNAKEMAKE is None:
+        return "snakemake is not installed (pip install '.[workflow]')"
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        return "the SLURM executor plugin is not installed (pip install '.[workflow]')"
+    absent = [name for name in ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue")
+              if shutil.which(name) is None]
+    if absent:
+        return f"SLURM is not installed ({', '.join(absent)} missing): run `sudo tests/slurm/cluster.sh install`"
+    if os.geteuid() != 0:
+        return "the test cluster's daemons need root"
+    return None
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A running one-node cluster: (its folder, an environment whose SLURM_CONF points at it). Torn down
+    after the module whatever happened, the start included."""
+    reason = _why_not_runnable()
+    if reason is not None:
+        if os.environ.get("DDLSTM_REQUIRE_SLURM") == "1":
+            pytest.fail(f"DDLSTM_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("slurm")
+    env = {**os.environ, "SLURM_CONF": str(folder / "slurm.conf")}
+    try:
+        started = run_bounded([str(CLUSTER_SCRIPT), "up", str(folder)], timeout=120)
+        assert started.returncode == 0, started.stdout
+        yield folder, env
+    finally:
+        stopped = run_bounded([str(CLUSTER_SCRIPT), "down", str(folder)], timeout=120)
+        assert stopped.returncode == 0, stopped.stdout
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    """The tiny configuration run with `--executor slurm` through the real and the test profile:
+    (the workflow folder, Snakemake's output)."""
+    _, env = cluster
+    folder = copy_workflow(tmp_path_factory.mktemp("slurm-workflow"))
+    result = snakemake(*PROFILES, "--configfile", TINY_CONFIG, cwd=folder, env=env, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:]
+    return folder, result
+
+
+def _rule_of(comment: str, rules) -> str:
+    """The rule of a job from the comment the SLURM plugin gives it: rule_<name>[_wildcards_<values>]."""
+    for rule in rules:
+        if comment == f"rule_{rule}" or comment.startswith(f"rule_{rule}_wildcards_"):
+            return rule
+    raise AssertionError(f"no rule of {sorted(rules)} matches the SLURM job comment {comment!r}")
+
+
+def test_every_job_went_through_sbatch(cluster, slurm_run):
+    folder, env = cluster
+    _, result = slurm_run
+    run_id = re.search(r"SLURM run ID: (\S+)", result.stdout)[1]
+    expected = collections.Counter(planned(result))
+    del expected["all"]  # the target rule only collects files; Snakemake never submits it
+
+    # The controller's view: every job of this run, finished, with the rule and what it asked for.
+    listing = run_bounded(["squeue", "--noheader", "--states=all", f"--name={run_id}",
+                           "--Format=JobID:50,State:50,Comment:300,tres-per-job:100"], timeout=30, env=env)
+    assert listing.returncode == 0, listing.stdout
+    jobs = [line.split() for line in listing.stdout.splitlines() if line.strip()]
+    assert {state for _, state, _, _ in jobs} == {"COMPLETED"}, listing.stdout
+    rules = [_rule_of(comment, expected) for _, _, comment, _ in jobs]
+    assert collections.Counter(rules) == expected
+    for rule, (_, _, _, requests) in zip(rules, jobs):
+        assert ("gpu" in requests) == (rule in GPU_RULES), (rule, requests)
+
+    # SLURM's completion log (jobcomp/filetxt), kept beyond the controller's memory of finished jobs.
+    records = re.findall(r"JobId=(\d+) .*?Name=(\S+) JobState=(\S+)", (folder / "log/jobs.txt").read_text())
+    assert sorted((job_id, state) for job_id, name, state in records if name == run_id) == \
+        sorted((job_id, "COMPLETED") for job_id, _, _, _ in jobs)
+
+
+def test_results_equal_a_local_run(slurm_run, tiny_run):
+    folder, _ = slurm_run
+    assert _differences(tiny_run, folder) == []
+
+
+# Outputs not compared: timings (columns named ...seconds...), the run folder's path, logs and benchmarks,
+# and the files whose contents the compared ones already are (checkpoints, figures' pixels).
+NOT_COMPARED_FOLDERS = {"logs", "benchmarks"}
+NOT_COMPARED_SUFFIXES = {".pt", ".png"}
+
+
+def _differences(first: Path, second: Path) -> list[str]:
+    """The results/ files that differ between two workflow folders, or exist in only one."""
+    def outputs(folder):
+        results = folder / "results"
+        return {path.relative_to(results) for path in results.rglob("*")
+                if path.is_file() and path.relative_to(results).parts[0] not in NOT_COMPARED_FOLDERS}
+
+    ours, theirs = outputs(first), outputs(second)
+    found = [f"{name}: only in one run" for name in sorted(map(str, ours ^ theirs))]
+    for name in sorted(ours & theirs):
+        a, b = first / "results" / name, second / "results" / name
+        if name.suffix in NOT_COMPARED_SUFFIXES:
+            continue
+        if name.suffix == ".npy":
+            same = np.array_equal(np.load(a), np.load(b))
+        elif name.suffix == ".npz":
+            with np.load(a) as x, np.load(b) as y:
+                same = x.files == y.files and all(np.array_equal(x[key], y[key]) for key in x.files)
+        elif name.suffix == ".h5":
+            same = _hdf5_contents(a) == _hdf5_contents(b)
+        else:
+            same = _text(a, first) == _text(b, second)
+        if not same:
+            found.append(str(name))
+    return found
+
+
+def _text(path: Path, folder: Path):
+    """A text output with the run folder's path replaced; a CSV without its timing columns."""
+    text = path.read_text().replace(str(folder), "<run>")
+    if path.suffix != ".csv":
+        return text
+    rows = list(csv.reader(io.StringIO(text)))
+    keep = [i for i, column in enumerate(rows[0]) if "seconds" not in column] if rows else []
+    return [[row[i] for i in keep] for row in rows]
+
+
+def _hdf5_contents(path: Path) -> list:
+    """Every group's attributes and every dataset's bytes, in name order."""
+    contents = []
+    with h5py.File(path, "r") as handle:
+        def visit(name, item):
+            attrs = {key: np.asarray(value).tolist() for key, value in item.attrs.items()}
+            data = item[()].tobytes() if isinstance(item, h5py.Dataset) else None
+            contents.append((name, attrs, data))
+        contents.append(("/", {key: np.asarray(value).tolist() for key, value in handle.attrs.items()}, None))
+        handle.visititems(visit)
+    return contents
+
+
+def test_a_command_past_its_time_is_killed_with_its_children(tmp_path):
+    # What stops a hung Snakemake run (and the jobs it started) before the cluster is torn down.
+    pid_file = tmp_path / "child.pid"
+    with pytest.raises(TimeoutError, match="was killed"):
+        run_bounded(["bash", "-c", f"sleep 600 > /dev/null 2>&1 & echo $! > {pid_file}; wait"], timeout=2)
+    child = Path(f"/proc/{pid_file.read_text().strip()}")
+    for _ in range(50):
+        if not child.exists() or child.joinpath("stat").read_text().split()[2] == "Z":
+            return
+        time.sleep(0.1)
+    raise AssertionError("the command's background child survived the timeout")
