@@ -35,3 +35,10 @@ def add_options(parser: argparse.ArgumentParser, config_class, help_texts: dict[
 
 def config_from(args: argparse.Namespace, config_class):
     return config_class(**{item.name: getattr(args, item.name) for item in fields(config_class)})
+
+
+def add_restart_option(parser: argparse.ArgumentParser) -> None:
+    """`--restart-on-change`, shared by the steps that train from a checkpoint."""
+    parser.add_argument("--restart-on-change", action="store_true",
+                        help="a checkpoint of another configuration is set aside (checkpoint.stale.pt) and training "
+                             "starts afresh, instead of stopping with an error (the workflow passes this)")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..options import add_options, config_from
+from ..options import add_options, add_restart_option, config_from
 
 FIELD_HELP = {
     "backbone": "any timm model name",
@@ -55,9 +55,7 @@ def finetune_main(argv=None) -> int:
     _dataset_arguments(parser)
     parser.add_argument("--output-dir", required=True, help="folder for model.pt, checkpoint.pt, metrics.csv")
     add_options(parser, FinetuneConfig, FIELD_HELP)
-    parser.add_argument("--restart-on-change", action="store_true",
-                        help="a checkpoint of another configuration is set aside (checkpoint.stale.pt) and training "
-                             "starts afresh, instead of stopping with an error (the workflow passes this)")
+    add_restart_option(parser)
     args = parser.parse_args(argv)
     config = config_from(args, FinetuneConfig)
     from .finetune import finetune

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..options import add_options, config_from
+from ..options import add_options, add_restart_option, config_from
 from .boundary import BoundaryConfig, predict_boundary, train_boundary, write_with_boundary
 from .recurrent import PROTOCOLS, RecurrentConfig, train_recurrent
 from .sequences import load_split
@@ -49,10 +49,6 @@ RECURRENT_HELP = {
 }
 
 
-RESTART_HELP = ("a checkpoint of another configuration is set aside (checkpoint.stale.pt) and training starts "
-                "afresh, instead of stopping with an error (the workflow passes this)")
-
-
 
 def boundary_main(argv=None) -> int:
     parser = argparse.ArgumentParser(
@@ -63,7 +59,7 @@ def boundary_main(argv=None) -> int:
     parser.add_argument("--output", required=True, help="HDF5 file to write: the logits plus `boundary`")
     parser.add_argument("--work-dir", required=True, help="folder for checkpoint.pt and train_log.csv")
     add_options(parser, BoundaryConfig, BOUNDARY_HELP)
-    parser.add_argument("--restart-on-change", action="store_true", help=RESTART_HELP)
+    add_restart_option(parser)
     args = parser.parse_args(argv)
     config = config_from(args, BoundaryConfig)
     split = load_split(args.logits)
@@ -82,7 +78,7 @@ def train_main(argv=None) -> int:
     parser.add_argument("--output-dir", required=True,
                         help="folder for checkpoint.pt, metrics.csv, videos.csv, alphas.csv, predictions.npz")
     add_options(parser, RecurrentConfig, RECURRENT_HELP)
-    parser.add_argument("--restart-on-change", action="store_true", help=RESTART_HELP)
+    add_restart_option(parser)
     args = parser.parse_args(argv)
     results = train_recurrent([load_split(path) for path in args.inputs], config_from(args, RecurrentConfig),
                               args.output_dir, restart_on_change=args.restart_on_change)
