@@ -153,12 +153,13 @@ def _text(path: Path, folder: Path):
 def _hdf5_contents(path: Path) -> list:
     """Every group's attributes and every dataset's bytes, in name order."""
     contents = []
+
+    def visit(name, item):
+        attrs = {key: np.asarray(value).tolist() for key, value in item.attrs.items()}
+        contents.append((name, attrs, item[()].tobytes() if isinstance(item, h5py.Dataset) else None))
+
     with h5py.File(path, "r") as handle:
-        def visit(name, item):
-            attrs = {key: np.asarray(value).tolist() for key, value in item.attrs.items()}
-            data = item[()].tobytes() if isinstance(item, h5py.Dataset) else None
-            contents.append((name, attrs, data))
-        contents.append(("/", {key: np.asarray(value).tolist() for key, value in handle.attrs.items()}, None))
+        visit("/", handle)
         handle.visititems(visit)
     return contents
 
