@@ -36,6 +36,7 @@ def save_torch(obj, path: str | Path) -> None:
     import torch  # not at module level: the CSV and text writers serve steps that never load torch
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.part")
     torch.save(obj, temporary)
     os.replace(temporary, path)

@@ -24,15 +24,19 @@ def mstcn_root(tmp_path, people=4):
 
 def test_mstcn_reads_labels_and_features(tmp_path):
     root = mstcn_root(tmp_path)
-    (root / "features").mkdir()
-    np.save(root / "features" / "P01_tea.npy", np.zeros((8, 5), np.float32))
-    dataset = load_dataset({"name": "toy", "format": "mstcn", "annotations": str(root), "fps": 15,
-                            "participant_pattern": r"^(P\d+)", "background": "SIL"})
+    spec = {"name": "toy", "format": "mstcn", "annotations": str(root), "fps": 15, "background": "SIL"}
+    dataset = load_dataset(spec)  # no features/ folder: labels only
     video = dataset.videos["P01_tea"]
     assert video.labels.tolist() == [0, 1, 1, 2, 0] and video.participant == "P01"
-    assert video.features_path == root / "features" / "P01_tea.npy"
-    assert dataset.videos["P02_tea"].features_path is None
+    assert video.features_path is None
     assert len(dataset.splits) == 4 and dataset.background_id == 0
+    (root / "features").mkdir()
+    for person in range(1, 5):
+        np.save(root / "features" / f"P{person:02d}_tea.npy", np.zeros((8, 5), np.float32))
+    assert load_dataset(spec).videos["P01_tea"].features_path == root / "features" / "P01_tea.npy"
+    (root / "features" / "P02_tea.npy").unlink()
+    with pytest.raises(ValueError, match=r"1 of 4 videos have no feature array, e\.g\. .*features/P02_tea\.npy"):
+        load_dataset(spec)
 
 
 def test_mstcn_label_not_in_mapping_names_file_and_line(tmp_path):

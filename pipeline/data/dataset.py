@@ -30,7 +30,7 @@ class Video:
     participant: str  # the person recorded; splits never put one participant on both sides
     labels: np.ndarray  # (T,) int64 class ids, one per frame at the dataset's fps
     video_path: Path | None = None  # the recording, if known
-    features_path: Path | None = None  # precomputed (D, T) features, MS-TCN layout only
+    features_path: Path | None = None  # precomputed per-frame features (`pipeline.data.precomputed`)
 
     @property
     def num_frames(self) -> int:
@@ -76,6 +76,22 @@ class Dataset:
         videos = {name: replace(video, labels=resample_labels(video.labels, self.fps, fps))
                   for name, video in self.videos.items()}
         return replace(self, videos=videos, fps=float(fps))
+
+    def relabelled(self, renames: dict[str, str]) -> Dataset:
+        """This dataset with classes renamed; classes renamed to the same name merge (e.g. 50 Salads'
+        action_start and action_end into one background class). The merged classes keep the position
+        of their first member; `background` follows its renaming."""
+        unknown = sorted(set(renames) - set(self.class_names))
+        if unknown:
+            raise ValueError(f"dataset {self.name!r}: relabel names classes it does not have: {unknown}; "
+                             f"its classes are {self.class_names}")
+        new_names = list(dict.fromkeys(renames.get(name, name) for name in self.class_names))
+        remap = np.array([new_names.index(renames.get(name, name)) for name in self.class_names], np.int64)
+        videos = {name: replace(video, labels=remap[video.labels]) for name, video in self.videos.items()}
+        background = None if self.background is None else renames.get(self.background, self.background)
+        if background is not None and background not in new_names:
+            raise ValueError(f"dataset {self.name!r}: background class {background!r} is not among its classes")
+        return replace(self, class_names=new_names, videos=videos, background=background)
 
     def validate(self) -> None:
         """Check the invariants the later stages rely on; raise ValueError naming what is wrong."""
@@ -126,6 +142,15 @@ def resample_labels(labels: np.ndarray, fps_in: float, fps_out: float) -> np.nda
     """
     if fps_in == fps_out:
         return labels
-    count = int(np.ceil(len(labels) * fps_out / fps_in - 1e-9))
-    source = np.floor(np.arange(count) * fps_in / fps_out + 1e-9).astype(np.int64)
-    return labels[np.minimum(source, len(labels) - 1)]
+    return labels[resample_index(len(labels), fps_in, fps_out)]
+
+
+def resample_index(count: int, fps_in: float, fps_out: float) -> np.ndarray:
+    """Which of `count` frames at `fps_in` each frame at `fps_out` shows: frame k of the output is
+    input frame floor(k fps_in / fps_out), for every k / fps_out within the input's duration. Labels,
+    decoded frames and precomputed features are all resampled by this one rule."""
+    if fps_in == fps_out:
+        return np.arange(count)
+    out = int(np.ceil(count * fps_out / fps_in - 1e-9))
+    source = np.floor(np.arange(out) * fps_in / fps_out + 1e-9).astype(np.int64)
+    return np.minimum(source, count - 1)

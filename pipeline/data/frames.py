@@ -8,12 +8,10 @@ stay aligned whatever the two rates.
 Frame stores (`frame_store.py`): one file per video, `.npy` (raw uint8, memory-mapped reads) or
 `.h5` (one JPEG per frame, about a tenth of the disk).
 
-Mismatch policy. Decoded videos and frame-wise labels of the public datasets often disagree by a few
-frames. The label count is the reference: extra decoded frames at the end are dropped, missing
-ones are filled by repeating the last decoded frame, as long as the difference is within
-`tolerance` (the larger of `tolerance_frames` and `tolerance_fraction` of the label count);
-beyond that the video is an error naming it. Every video's decoded and label counts and the action
-taken are reported (`FrameReport`, written to a CSV by `store_dataset`).
+Mismatch policy (`alignment.py`, shared with precomputed features): the label count is the
+reference; extra decoded frames at the end are dropped, missing ones repeat the last decoded frame,
+within a tolerance; beyond it the video is an error naming it. Every video's decoded and label
+counts and the action taken are reported (`FrameReport`, written to a CSV by `store_dataset`).
 """
 
 from __future__ import annotations
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import write_csv
+from .alignment import alignment_action, allowed_mismatch
 from .frame_store import FrameStoreWriter, stored_length
 
 
@@ -113,10 +112,6 @@ def decode_video(path: str | Path, fps: float | None = None, size=None) -> np.nd
     return np.stack(list(iter_frames(path, fps, size)))
 
 
-def allowed_mismatch(num_labels: int, tolerance_frames: int, tolerance_fraction: float) -> int:
-    return max(tolerance_frames, int(tolerance_fraction * num_labels))
-
-
 def store_video(
     video_path: str | Path,
     store_path: str | Path,
@@ -147,13 +142,8 @@ def store_video(
                                    f"the tolerance of {tolerance} frames short (truncated or wrong video?)")
         for _ in range(num_labels - decoded):
             writer.append(last)
-    if decoded == num_labels:
-        action = "exact"
-    elif decoded > num_labels:
-        action = f"dropped {decoded - num_labels}"
-    else:
-        action = f"padded {num_labels - decoded}"
-    return FrameReport(name or Path(video_path).stem, str(video_path), decoded, num_labels, action)
+    return FrameReport(name or Path(video_path).stem, str(video_path), decoded, num_labels,
+                       alignment_action(decoded, num_labels))
 
 
 def store_dataset(dataset, output_dir: str | Path, store_format: str = "npy", fps: float | None = None,

@@ -5,9 +5,15 @@ A spec is the dataset's entry in the workflow config:
     name: breakfast
     format: breakfast          # mstcn | breakfast | salads | mpii
     annotations: resources/breakfast/segmentation   # folder (or CSV file for mpii)
-    videos: resources/breakfast/videos              # optional: recordings to decode
+    videos: resources/breakfast/videos              # recordings to decode, or:
+    features: resources/breakfast/features          # precomputed per-frame features, one <video>.npy each
     fps: 15                    # rate of the frame-wise labels
+    relabel: {old: new}        # optional: rename classes; classes renamed alike merge
     # any keyword of the format's reader, e.g. mapping, background, participant_pattern, splits
+
+A dataset starts from its videos (decoded, then a CNN frame classifier) or from its features (a
+linear frame classifier): `input_route(spec)` says which. For `format: mstcn` without `videos`,
+`features` defaults to `<annotations>/features` when that folder exists.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import inspect
 from pathlib import Path
 
 from ..dataset import Dataset
+from ..precomputed import attach_features
 from ..videos import attach_videos
 from .breakfast import read_breakfast
 from .mpii import read_mpii
@@ -29,13 +36,47 @@ READERS = {
     "mpii": read_mpii,
 }
 
-SPEC_KEYS = {"name", "format", "annotations", "videos", "fps"}
+# Readers whose `background` names one of the dataset's own classes (the others add that class); with
+# `relabel`, it names a class after the renaming.
+OWN_BACKGROUND = {"mstcn", "breakfast"}
+SPEC_KEYS = {"name", "format", "annotations", "videos", "features", "fps", "relabel"}
+ROUTES = ("videos", "features")
 
 
 def reader_options(format_name: str) -> list[str]:
     """The extra spec keys a format accepts (its reader's keyword arguments)."""
     parameters = list(inspect.signature(READERS[format_name]).parameters)
     return [p for p in parameters[1:] if p not in SPEC_KEYS]
+
+
+def features_folder(spec: dict, base_dir: str | Path | None = None) -> Path | None:
+    """Where a spec's precomputed features are: its `features` key, or for an MS-TCN folder without
+    `videos` its `features/` subfolder when that exists; None for a dataset read from its videos."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    if spec.get("features"):
+        return base / spec["features"]
+    if spec.get("format") == "mstcn" and not spec.get("videos") and spec.get("annotations"):
+        default = base / spec["annotations"] / "features"
+        if default.is_dir():
+            return default
+    return None
+
+
+def input_route(spec: dict, base_dir: str | Path | None = None) -> str:
+    """"videos" or "features": what the dataset's frame classifier starts from."""
+    name = spec.get("name", "<unnamed>")
+    if spec.get("videos") and spec.get("features"):
+        raise ValueError(f"dataset {name!r}: give either 'videos' (decode and fine-tune a CNN) or 'features' "
+                         "(precomputed per-frame features), not both")
+    if spec.get("videos"):
+        return "videos"
+    if features_folder(spec, base_dir) is not None:
+        return "features"
+    hint = ""
+    if spec.get("format") == "mstcn" and spec.get("annotations"):
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        hint = f" (nor is there a features folder {base / spec['annotations'] / 'features'})"
+    raise ValueError(f"dataset {name!r}: neither 'videos' nor 'features' is given{hint}; the pipeline needs one")
 
 
 def load_dataset(spec: dict, base_dir: str | Path | None = None) -> Dataset:
@@ -56,13 +97,25 @@ def load_dataset(spec: dict, base_dir: str | Path | None = None) -> Dataset:
     options = {key: spec[key] for key in allowed if key in spec}
     if "mapping" in options and options["mapping"] is not None:
         options["mapping"] = base / options["mapping"]
+    background = None
+    if spec.get("relabel") and format_name in OWN_BACKGROUND and "background" in options:
+        background, options["background"] = options["background"], None
     dataset = READERS[format_name](base / spec["annotations"], name=name, fps=float(spec["fps"]), **options)
+    if spec.get("relabel"):
+        dataset = dataset.relabelled(dict(spec["relabel"]))
+    if background is not None:
+        if background not in dataset.class_names:
+            raise ValueError(f"dataset {name!r}: background class {background!r} is not among its classes after "
+                             f"relabel: {dataset.class_names}")
+        dataset.background = background
     if spec.get("videos"):
         attach_videos(dataset, base / spec["videos"])
+    elif (features := features_folder(spec, base)) is not None:
+        attach_features(dataset, features)
     return dataset
 
 
-__all__ = ["READERS", "load_dataset", "read_breakfast", "read_mpii", "read_mstcn", "read_salads", "read_spec", "reader_options"]
+__all__ = ["READERS", "features_folder", "input_route", "load_dataset", "read_breakfast", "read_mpii", "read_mstcn", "read_salads", "read_spec", "reader_options"]
 
 
 def read_spec(source: str, name: str | None = None) -> dict:

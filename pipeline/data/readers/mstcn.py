@@ -3,7 +3,8 @@
     <root>/groundTruth/<video>.txt      one label name per line, one line per frame
     <root>/mapping.txt                  "index name" per line
     <root>/splits/{train,test}.splitN.bundle   one "<video>.txt" per line (optional)
-    <root>/features/<video>.npy         (D, T) precomputed features (optional)
+    <root>/features/<video>.npy         (D, T) precomputed features (optional; `pipeline.data.precomputed`,
+                                        attached by `load_dataset`)
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def read_mstcn(
     root: str | Path,
     name: str,
     fps: float,
-    participant_pattern: str,
+    # the person recorded, from a video's name: Breakfast P03_..., 50 Salads rgb-01-1, GTEA S1_...
+    participant_pattern: str = r"^(?:rgb-)?([A-Za-z]*\d+)",
     splits: str = "leave_person_out",  # or "bundles": the layout's own splits/ files
     num_splits: int = 4,
     background: str | None = None,
@@ -72,12 +74,10 @@ def read_mstcn(
         raise FileNotFoundError(f"no ground-truth files {gt_dir}/*.txt")
     videos = {}
     for path in files:
-        features = root / "features" / f"{path.stem}.npy"
         videos[path.stem] = Video(
             name=path.stem,
             participant=participant_from_name(path.stem, participant_pattern),
             labels=read_ground_truth(path, ids, mapping_path),
-            features_path=features if features.is_file() else None,
         )
     if splits == "bundles":
         split_list = read_bundle_splits(root / "splits")
