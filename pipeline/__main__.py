@@ -5,9 +5,14 @@ import sys
 
 STEPS = {
     "synthetic": ("pipeline.data.synthetic", "write the embedded synthetic kitchen datasets"),
+    "synthetic-features": ("pipeline.data.synthetic.features",
+                           "an MS-TCN folder with features synthesised from real label sequences"),
     "frames": ("pipeline.data.frames", "decode a dataset's videos into frame stores aligned with its labels"),
     "finetune": ("pipeline.features.cli:finetune_main", "fine-tune the frame classifier on one split"),
     "extract": ("pipeline.features.cli:extract_main", "write one split's per-frame logits to HDF5"),
+    "check-features": ("pipeline.features.cli:check_features_main",
+                       "check a dataset's precomputed feature arrays and report them"),
+    "linear": ("pipeline.features.cli:linear_main", "fit the linear frame classifier on features; write logits"),
     "none-row": ("pipeline.features.cli:none_row_main", "frame accuracy of the logits alone on the test videos"),
     "boundary": ("pipeline.training.cli:boundary_main", "train the boundary LSTM; add its output to the logits"),
     "train": ("pipeline.training.cli:train_main", "train and evaluate a recurrent model under one protocol"),

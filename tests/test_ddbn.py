@@ -187,3 +187,17 @@ def test_analytic_weight_derivatives_match_autograd(sizes):
         torch.testing.assert_close(row, jac[owner, :, m], rtol=1e-12, atol=1e-12)
         others = [r for r in range(len(present)) if r != owner]
         assert jac[others][:, :, m].abs().max() == 0  # an alpha moves its own domain's row only
+
+
+@pytest.mark.parametrize("alpha_init", [0.5, 0.75, 1.0])
+def test_alpha_gradient_passes_whole_on_its_bounds(alpha_init):
+    # 0.5 is the lower bound of a balanced batch, 1.0 the upper: a tie must not halve the gradient
+    bn = DDBN(3, 2, alpha_init=alpha_init)
+    bn.effective_alpha().sum().backward()
+    assert bn.alpha.grad.tolist() == [1.0, 1.0]
+    bn = DDBN(3, 2, alpha_init=0.75)
+    with torch.no_grad():
+        bn.alpha.fill_(0.3)  # outside [0.5, 1]: the clamp holds it at the bound, no gradient
+    value = bn.effective_alpha()
+    value.sum().backward()
+    assert value.tolist() == [0.5, 0.5] and bn.alpha.grad.tolist() == [0.0, 0.0]

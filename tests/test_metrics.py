@@ -8,6 +8,7 @@ from pipeline.evaluation.metrics import (
     f1_counts,
     f1_from_counts,
     levenshtein,
+    mstcn_background,
     pool,
     score_video,
     segments,
@@ -69,3 +70,13 @@ def test_video_scores_and_pooling():
     assert set(both.as_row()) == {"accuracy", "edit", "f1@10", "f1@25", "f1@50"}
     with pytest.raises(ValueError, match="one length"):
         score_video([1, 2], [1, 2, 3])
+
+
+def test_mstcn_convention_leaves_out_only_a_class_named_background():
+    assert mstcn_background(["SIL", "take", "pour"]) == ()  # Breakfast: SIL segments count
+    assert mstcn_background(["take", "background", "pour"]) == (1,)
+    truth, predicted = [0, 0, 1, 1, 0, 2, 2], [0, 1, 1, 1, 0, 0, 2]
+    ours = edit_score(predicted, truth, background=[0])  # [1, 2] vs [1, 2]
+    theirs = edit_score(predicted, truth, background=mstcn_background(["SIL", "take", "pour"]))
+    assert ours == 100.0 and theirs == pytest.approx(100 * (1 - 0 / 5))  # [0,1,0,2] vs [0,1,0,2]
+    assert edit_score([0, 1, 0], [1, 1, 1], background=mstcn_background(["SIL", "x"])) == pytest.approx(100 / 3)

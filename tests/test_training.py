@@ -2,6 +2,7 @@
 evaluation against a frame-by-frame loop."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,9 @@ from pipeline.features.logits import LogitsWriter
 from pipeline.training.boundary import (
     BoundaryConfig,
     boundary_distances,
+    boundary_folds,
+    boundary_predictions,
+    fit_boundary_models,
     gaussian_kl,
     predict_boundary,
     train_boundary,
@@ -24,7 +28,7 @@ from pipeline.training.recurrent import (
     train_recurrent,
 )
 from pipeline.training.sequences import load_split
-from pipeline.training.windows import IGNORE, gather_windows, window_targets
+from pipeline.training.windows import IGNORE, gather_windows, window_index, window_targets
 
 
 def fake_logits(path, dataset, classes, seed, videos=8, boundary=False):
@@ -102,7 +106,8 @@ def test_joint_training_lowers_the_loss(pair, tmp_path, model):
     assert losses[-1] < 0.75 * losses[0], losses
     assert set(results) == {"alpha", "beta"}
     metrics = (tmp_path / "metrics.csv").read_text().splitlines()
-    assert metrics[0] == "iteration,dataset,split,videos,frames,accuracy,edit,f1@10,f1@25,f1@50"
+    assert metrics[0] == ("iteration,dataset,split,videos,frames,accuracy,edit,f1@10,f1@25,f1@50,"
+                          "edit_mstcn,f1@10_mstcn,f1@25_mstcn,f1@50_mstcn")
     assert len(metrics) == 3
     if model == "ddlstm":
         alphas = (tmp_path / "alphas.csv").read_text().splitlines()
@@ -171,9 +176,10 @@ def test_batched_evaluation_equals_a_frame_by_frame_loop(pair, lookahead, model)
     for frame in range(len(features)):
         window, mask = gather_windows(features, np.array([frame + shift]), cfg.history)
         with torch.no_grad():
-            out = net(torch.from_numpy(window), domain=1, mask=torch.from_numpy(mask))[0, -1, layout.block(1)]
+            out = net(torch.from_numpy(window), domain=1, mask=torch.from_numpy(mask))[0, -1]
         assert np.allclose(scores[frame], out.numpy(), atol=1e-5)
-        assert predicted[frame] == int(out.argmax())
+        best = int(out.argmax()) - layout.block(1).start  # eval_labels "all": another block's label is -1
+        assert predicted[frame] == (best if 0 <= best < pair[1].num_classes else -1)
 
 
 def test_command_lines(tmp_path):
@@ -197,3 +203,100 @@ def test_a_changed_configuration_can_restart_afresh(pair, tmp_path):
     fresh = train_recurrent(pair, config(iterations=20, lr=0.2), tmp_path / "fresh")
     restarted = train_recurrent(pair, config(iterations=20, lr=0.2), tmp_path, restart_on_change=True)
     assert restarted == fresh and (tmp_path / "checkpoint.stale.pt").exists()
+
+
+def test_eval_labels_all_lets_pretrain_finetune_forget_the_first_dataset(pair, tmp_path):
+    # pre-trained on alpha, fine-tuned on beta: over all labels alpha's frames go to beta's classes
+    scores = {labels: train_recurrent(pair, config(protocol="pretrain_finetune", model="lstm", iterations=60,
+                                                   eval_labels=labels), tmp_path / labels)
+              for labels in ("all", "own")}
+    assert scores["all"]["alpha"]["accuracy"] < 10
+    assert scores["own"]["alpha"]["accuracy"] > scores["all"]["alpha"]["accuracy"] + 20
+    assert scores["all"]["beta"]["accuracy"] > 40  # the dataset trained last is fine
+    predictions = np.load(tmp_path / "all/predictions.npz")
+    assert (np.concatenate([predictions[k] for k in predictions.files if k.startswith("alpha/")]) == -1).mean() > 0.9
+
+
+def test_input_layouts(pair):
+    sequence = pair[1].subset("test")[0]
+    blocks, shared = Layout(pair, "blocks"), Layout(pair, "shared")
+    assert (blocks.input_size, shared.input_size) == (5 + 4 + 2, 5 + 2)
+    used = np.flatnonzero(np.abs(blocks.features(1, sequence)).sum(0))
+    assert used.tolist() == [5, 6, 7, 8, 9, 10]  # beta's own 4 columns after alpha's 5, then the boundary
+    for index, split in enumerate(pair):  # shared: both datasets in the leading columns
+        features = shared.features(index, split.subset("test")[0])
+        assert np.flatnonzero(np.abs(features).sum(0)).tolist() == [*range(split.num_classes), 5, 6]
+    np.testing.assert_array_equal(shared.features(1, sequence)[:, :4], blocks.features(1, sequence)[:, 5:9])
+    with pytest.raises(ValueError, match="input_layout must be one of"):
+        Layout(pair, "interleaved")
+
+
+def test_cross_fitted_boundary_predictions_come_from_a_model_that_did_not_see_the_video(tmp_path):
+    split = load_split(fake_logits(tmp_path / "a.h5", "alpha", 5, 1, videos=12))
+    cfg = BoundaryConfig(history=12, hidden=8, batch_size=8, iterations=10, checkpoint_every=10, log_every=10,
+                         folds=3, device="cpu")
+    models, assignment = fit_boundary_models(split, cfg, tmp_path / "work")
+    assert set(models) == {"all", "fold1", "fold2", "fold3"}
+    for sequence in split.sequences:
+        chosen = assignment[sequence.name]
+        if sequence.subset == "test":
+            assert chosen == "all"
+            continue
+        state = torch.load(tmp_path / "work" / chosen / "checkpoint.pt", weights_only=False)
+        assert sequence.name in state["fingerprint"]["left_out"]  # trained without it
+    folds = [[name for name, model in assignment.items() if model == f"fold{k}"] for k in (1, 2, 3)]
+    assert sorted(sum(folds, [])) == sorted(s.name for s in split.subset("train"))
+    predictions = boundary_predictions(split, cfg, tmp_path / "work")  # resumes: the same models
+    video = folds[1][0]
+    np.testing.assert_array_equal(predictions[video], predict_boundary(models["fold2"], split, cfg, [video])[video])
+    assert not np.array_equal(predictions[video], predict_boundary(models["all"], split, cfg, [video])[video])
+    single, where = fit_boundary_models(split, BoundaryConfig(**{**cfg.__dict__, "folds": 1}), tmp_path / "one")
+    assert set(single) == {"all"} and set(where.values()) == {"all"}
+
+
+def test_boundary_folds_go_by_participant(tmp_path):
+    split = load_split(fake_logits(tmp_path / "a.h5", "alpha", 5, 1, videos=12))
+    for sequence, person in zip(split.sequences, "AABBCCDDEEFF"):
+        sequence.participant = person
+    folds = boundary_folds(split, 2)
+    people = [{s.participant for s in split.sequences if s.name in fold} for fold in folds]
+    assert not people[0] & people[1] and len(sum(folds, [])) == len(split.subset("train"))
+
+
+def test_short_windows_start_at_timestep_zero():
+    index, mask = window_index(np.array([1, 9]), 4, 20, align="start")
+    assert index.tolist() == [[0, 1, 2, 3], [6, 7, 8, 9]]
+    assert mask.tolist() == [[True, True, False, False], [True, True, True, True]]
+    features = np.arange(1, 21, dtype=np.float32)[:, None]
+    x, _ = gather_windows(features, np.array([1]), 4, align="start")
+    assert x[0, :, 0].tolist() == [1, 2, 0, 0]
+    # the targets follow the frames: timestep t scores the frame at t - lookahead; timestep 3 is padding
+    # that carries the state after frame 2 on, as past a video's end, and scores frame 2
+    assert window_targets(np.arange(20) * 10, np.array([2]), 4, 1, align="start").tolist() == [[IGNORE, 0, 10, 20]]
+
+
+@pytest.mark.parametrize("model, same", [("lstm", True), ("bnlstm", False)])
+def test_short_window_alignment_matters_only_with_per_timestep_statistics(pair, model, same):
+    cfg = config(model=model, eval_batch=64)
+    layout = Layout(pair)
+    torch.manual_seed(0)
+    net = SequenceClassifier(model, layout.input_size, layout.num_labels, cfg, 2)
+    with torch.no_grad():
+        net.train()
+        for _ in range(3):
+            net(torch.randn(16, cfg.history, layout.input_size) + torch.arange(cfg.history)[:, None] * 0.3,
+                domain_sizes=[8, 8])
+    net.eval()
+    features = layout.features(0, pair[0].subset("test")[0])
+    _, end = predict_video(net, features, layout.block(0), 0, cfg, "cpu")
+    _, start = predict_video(net, features, layout.block(0), 0, replace(cfg, short_windows="start"), "cpu")
+    assert np.allclose(end, start, atol=1e-5) == same
+    np.testing.assert_allclose(end[cfg.history:], start[cfg.history:], atol=1e-5)  # full windows: the same
+
+
+def test_boundary_folds_shrink_to_the_videos_there_are(tmp_path):
+    split = load_split(fake_logits(tmp_path / "a.h5", "alpha", 5, 1, videos=4))  # 3 training videos
+    assert len(boundary_folds(split, 4)) == 3 and sorted(sum(boundary_folds(split, 4), [])) == \
+        sorted(s.name for s in split.subset("train"))
+    one = load_split(fake_logits(tmp_path / "b.h5", "beta", 4, 2, videos=2))  # 1 training video
+    assert boundary_folds(one, 4) == []

@@ -1,4 +1,5 @@
-"""Command lines of the frame-feature stage: `python -m pipeline finetune | extract | none-row`."""
+"""Command lines of the frame-feature stage: `python -m pipeline finetune | extract | none-row` for
+datasets read from videos, `check-features | linear` for datasets read from precomputed features."""
 
 from __future__ import annotations
 
@@ -95,4 +96,68 @@ def none_row_main(argv=None) -> int:
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text + "\n")
+    return 0
+
+
+LINEAR_HELP = {
+    "max_frames": "training frames fitted on, sampled evenly over all training videos (bounds memory)",
+    "iterations": "L-BFGS iterations",
+    "weight_decay": "L2 penalty on the weights",
+    "seed": "picks each training video's sampling offset",
+    "device": "'auto' (CUDA when present), 'cpu', 'cuda', ...",
+}
+
+
+def _feature_source(args):
+    from ..data.precomputed import FeatureSource
+    from ..data.readers import load_dataset, read_spec
+
+    dataset = load_dataset(read_spec(args.dataset, args.name))
+    return dataset, FeatureSource(dataset, args.fps, args.tolerance_frames, args.tolerance_fraction)
+
+
+def _feature_arguments(parser):
+    parser.add_argument("--dataset", required=True,
+                        help="dataset spec with 'features' (or an MS-TCN folder with features/): inline JSON, "
+                             "or a JSON/YAML file (with --name to pick one of several)")
+    parser.add_argument("--name", help="which dataset of the spec file")
+    parser.add_argument("--fps", type=float, help="resample features and labels to this rate (default: the labels' rate)")
+    parser.add_argument("--tolerance-frames", type=int, default=10,
+                        help="frames an array may differ from its labels (default: 10)")
+    parser.add_argument("--tolerance-fraction", type=float, default=0.02,
+                        help="... or this fraction of its label count, whichever is larger (default: 0.02)")
+
+
+def check_features_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline check-features",
+                                     description="Check every precomputed feature array of a dataset (present, 2-D, "
+                                                 "one dimension, finite, as long as its labels within tolerance) and "
+                                                 "write a CSV report; an error lists every array that cannot be used.")
+    _feature_arguments(parser)
+    parser.add_argument("--report", required=True, help="CSV to write: one row per video")
+    args = parser.parse_args(argv)
+    from ..data.precomputed import write_report
+
+    _, source = _feature_source(args)
+    write_report(source.check(), args.report)
+    return 0
+
+
+def linear_main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline linear",
+                                     description="Fit the linear frame classifier on one split's training features "
+                                                 "and write the logits of every video of the split to HDF5 (the "
+                                                 "layout of pipeline/features/logits.py).")
+    _feature_arguments(parser)
+    parser.add_argument("--split", type=int, required=True, help="split number, from 1")
+    parser.add_argument("--output", required=True, help="HDF5 logits file to write")
+    parser.add_argument("--work-dir", required=True, help="folder for model.pt and metrics.json")
+    from .linear import LinearConfig
+
+    add_options(parser, LinearConfig, LINEAR_HELP)
+    args = parser.parse_args(argv)
+    from .linear import train_and_extract
+
+    dataset, source = _feature_source(args)
+    train_and_extract(dataset, args.split, source, config_from(args, LinearConfig), args.output, args.work_dir)
     return 0

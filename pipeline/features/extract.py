@@ -81,7 +81,8 @@ def extract_logits(frames: SplitFrames, model_path: str | Path, output: str | Pa
             bar.update(len(inputs))
             if last:
                 video = frames.videos[number]
-                writer.add(video.name, video.subset, np.concatenate(chunks), video.labels)
+                writer.add(video.name, video.subset, np.concatenate(chunks), video.labels,
+                           participant=video.participant)
                 chunks = []
     bar.close()
     return Path(output)

@@ -26,6 +26,7 @@ class StoredVideo:
     store_path: Path
     labels: np.ndarray  # (T,) class ids
     subset: str  # "train" or "test"
+    participant: str
 
 
 class SplitFrames:
@@ -43,7 +44,7 @@ class SplitFrames:
             for name in names:
                 video = dataset.videos[name]
                 store = frames_dir / f"{name}.{store_format}"
-                self.videos.append(StoredVideo(name, store, video.labels, subset))
+                self.videos.append(StoredVideo(name, store, video.labels, subset, video.participant))
         self._stores: dict[Path, FrameStore] = {}
 
     def check(self) -> None:

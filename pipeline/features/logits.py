@@ -8,7 +8,8 @@ Layout (one file per dataset and split):
     /<video>/labels    (T,) int64 class ids
     /<video>/boundary  (T, 2) float32, optional: the boundary LSTM's (mean, std) of the frames
                        to the next action boundary, in units of its horizon (`pipeline.training`)
-    /<video>           attrs: subset ("train" or "test": the split's side this video is on)
+    /<video>           attrs: subset ("train" or "test": the split's side this video is on),
+                       participant (the person recorded; optional, the video's name when absent)
 
 Written to a temporary file and renamed when complete (`LogitsWriter`); read with `Logits`.
 """
@@ -41,12 +42,15 @@ class LogitsWriter:
         self.handle.attrs.update(self.attrs)
         return self
 
-    def add(self, name: str, subset: str, logits: np.ndarray, labels: np.ndarray, boundary: np.ndarray | None = None):
+    def add(self, name: str, subset: str, logits: np.ndarray, labels: np.ndarray, boundary: np.ndarray | None = None,
+            participant: str | None = None):
         if logits.shape != (len(labels), self.num_classes):
             raise ValueError(f"video {name!r}: logits {logits.shape} do not match {len(labels)} frames x "
                              f"{self.num_classes} classes")
         group = self.handle.create_group(name)
         group.attrs["subset"] = subset
+        if participant is not None:
+            group.attrs["participant"] = participant
         group.create_dataset("logits", data=logits.astype(np.float32))
         group.create_dataset("labels", data=labels.astype(np.int64))
         if boundary is not None:
@@ -86,6 +90,10 @@ class Logits:
 
     def subset(self, name: str) -> str:
         return str(self.handle[name].attrs["subset"])
+
+    def participant(self, name: str) -> str:
+        """The person recorded in the video (its name, in files written without participants)."""
+        return str(self.handle[name].attrs.get("participant", name))
 
     def logits(self, name: str) -> np.ndarray:
         return self.handle[name]["logits"][()]

@@ -100,13 +100,19 @@ class DDBN(nn.Module):
 
     def effective_alpha(self) -> torch.Tensor | None:
         """alpha clamped into [lower bound, 1]; the optimiser-side projection is
-        `constrain_alpha_`, this clamp only guards a forward pass run without it."""
+        `constrain_alpha_`, this clamp only guards a forward pass run without it.
+
+        The gradient passes whole where alpha sits on a bound (alpha_init 1.0, or the projection
+        just put it there): it flows wherever lower <= alpha <= 1, where torch's maximum / minimum
+        (and clamp with tensor bounds) split it between two tied arguments and halve the step.
+        """
         if self.alpha is None:
             return None
         # A copy: the next training batch updates the bounds in place while this forward's
         # graph may still need them (two forwards before a backward, e.g. gradient accumulation).
         lower = self.alpha_lower.to(self.alpha.dtype, copy=True)
-        return torch.minimum(torch.maximum(self.alpha, lower), torch.ones_like(lower))
+        inside = (self.alpha >= lower) & (self.alpha <= 1)
+        return torch.where(inside, self.alpha, torch.clamp(self.alpha.detach(), lower, torch.ones_like(lower)))
 
     @torch.no_grad()
     def constrain_alpha_(self) -> None:

@@ -21,6 +21,18 @@ def _pairs(values):
     return pairs
 
 
+def _comparison_entries(values):
+    """DATASET:D1+D2 -> (dataset, (d1, d2))."""
+    entries = []
+    for value in values:
+        dataset, _, pair = value.partition(":")
+        [(d1, d2)] = _pairs([pair])
+        if dataset not in (d1, d2):
+            raise argparse.ArgumentTypeError(f"{value!r}: {dataset!r} is not in its pair {pair!r}")
+        entries.append((dataset, (d1, d2)))
+    return entries
+
+
 def tables_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline tables",
                                      description="Tables 1 and 2 and the segmentation table (CSV, Markdown, LaTeX) "
@@ -32,10 +44,21 @@ def tables_main(argv=None) -> int:
     parser.add_argument("--depths", nargs="+", type=int, required=True, help="DDLSTM depths of Table 2")
     parser.add_argument("--table1-depth", type=int, required=True, help="depth of Table 1's recurrent models")
     parser.add_argument("--paper", action="store_true", help="show the paper's numbers beside ours")
-    parser.add_argument("--output-dir", required=True, help="folder for table1.*, table2.*, segmentation.*")
+    for table in ("table3", "table4"):
+        parser.add_argument(f"--{table}", nargs="+", default=[], metavar="DATASET:D1+D2",
+                            help=f"{table[:-1].title()} {table[-1]}: a dataset against published results, with the pair "
+                                 "whose joint-lstm, joint-ddlstm and lookahead-ddlstm runs score it")
+    parser.add_argument("--table5", nargs="+", default=[], metavar="D1+D2",
+                        help="Table 5: (large, small) pairs with d1d2-lstm, d2d1-lstm and joint-ddlstm runs")
+    parser.add_argument("--table5-split", type=int, default=1, help="the one split of Table 5 (default: 1)")
+    parser.add_argument("--feature-datasets", nargs="*", default=[],
+                        help="datasets read from precomputed features (the input column of Tables 3 and 4)")
+    parser.add_argument("--readings", default="", help="how the runs read the paper (ends the captions)")
+    parser.add_argument("--output-dir", required=True, help="folder for table1.*, table2.*, segmentation.*, ...")
     args = parser.parse_args(argv)
     write_tables(args.metrics, args.none, _pairs(args.pairs), args.depths, args.table1_depth, args.output_dir,
-                 args.paper)
+                 args.paper, _comparison_entries(args.table3), _comparison_entries(args.table4),
+                 _pairs(args.table5), args.table5_split, set(args.feature_datasets), args.readings)
     return 0
 
 

@@ -19,7 +19,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .tables import TABLE1_ROWS, read_none, read_runs
+from .tables import TABLE1_ROWS, read_none, read_runs, scores
 
 
 def _save(figure, output) -> Path:
@@ -46,10 +46,10 @@ def figure5(metrics_paths, none_paths, pairs, depth: int, output) -> Path:
             values = []
             for _label, protocol, model in TABLE1_ROWS:
                 if protocol == "none":
-                    scores = none.get(dataset, [])
+                    found = none.get(dataset, [])
                 else:
-                    scores = runs.get((*pair, protocol, model, depth), {}).get(dataset, {}).get("accuracy", [])
-                values.append(np.mean(scores) if scores else np.nan)
+                    found = scores(runs, (*pair, protocol, model, depth), dataset)
+                values.append(np.mean(found) if found else np.nan)
             ax.bar(np.arange(len(labels)) + k * width, values, width, color=colours[partner],
                    label=f"with {partner}" + (" (D1)" if position == 1 else " (D2)"))
         ax.set_title(dataset)

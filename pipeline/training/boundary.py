@@ -8,6 +8,14 @@ Everything is in units of the horizon (KL between Gaussians does not change when
 rescaled), and the per-frame (mu_t, sigma_t) in those units is what the recurrent stage appends
 to the logits. Like the recurrent models it runs online: frame t is predicted from the window of
 `history` frames ending at it.
+
+Cross-fitting (`folds`). A model predicts its own training videos more accurately than unseen ones,
+so if the recurrent models learned from in-sample boundary features they would lean on inputs
+better than those they get at test time. With `folds` K > 1 the training videos are cut into K
+folds by participant (natural order, contiguous groups, as the leave-person-out splits; by video
+when there are fewer participants than folds), K models are trained each without one fold and
+predict that fold, and one model trained on every training video predicts the test videos.
+`folds: 1` is a single model for everything (in-sample on the training videos).
 """
 
 from __future__ import annotations
@@ -15,11 +23,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import logging
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.dataset import natural_key
 from ..device import select_device
 from ..features.logits import Logits, LogitsWriter
 from ..models import create_model
@@ -29,6 +40,7 @@ from .sequences import SplitSequences
 from .windows import gather_windows, sample_ends, stack_by_video, window_index
 
 MIN_STD = 0.01  # smallest predicted standard deviation, in horizon units
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,6 +56,7 @@ class BoundaryConfig:
     checkpoint_every: int = 500
     log_every: int = 50
     eval_batch: int = 256  # windows per forward when predicting every frame
+    folds: int = 4  # cross-fitting: each training video predicted by a model that did not see it (1: none)
     seed: int = 0
     device: str = "auto"
 
@@ -90,18 +103,23 @@ def _batch(features: list[np.ndarray], distances: list[np.ndarray], config: Boun
 
 
 def train_boundary(split: SplitSequences, config: BoundaryConfig, output_dir: str | Path, on_step=None,
-                   restart_on_change: bool = False) -> BoundaryLSTM:
-    """Train on the split's training videos (resuming from `output_dir`/checkpoint.pt if present)."""
+                   restart_on_change: bool = False, leave_out: frozenset = frozenset(),
+                   label: str = "") -> BoundaryLSTM:
+    """Train on the split's training videos but those in `leave_out` (resuming from
+    `output_dir`/checkpoint.pt if present); `label` names this model among the split's."""
     device = select_device(config.device)
     torch.manual_seed(config.seed)
     model = BoundaryLSTM(split.num_classes, config.hidden, config.history).to(device)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     fingerprint = {k: v for k, v in asdict(config).items() if k not in ("device", "eval_batch")}
-    fingerprint["data"] = f"{split.dataset} split {split.split}"
+    fingerprint["data"] = f"{split.dataset} split {split.split}" + (f" {label}" if label else "")
+    fingerprint["left_out"] = sorted(leave_out)
     trainer = Trainer(model, optimizer, output_dir, fingerprint, config.checkpoint_every,
-                      f"boundary {split.dataset} split {split.split}")
+                      f"boundary {split.dataset} split {split.split}" + (f" {label}" if label else ""))
     trainer.resume(restart_on_change)
-    train = split.subset("train")
+    train = [s for s in split.subset("train") if s.name not in leave_out]
+    if not train:
+        raise ValueError(f"boundary {split.dataset} split {split.split} {label}: no training video left")
     features = [split.standardised(s) for s in train]
     distances = [boundary_distances(s.labels, config.history) for s in train]
     target_std = config.target_std / config.history
@@ -125,14 +143,65 @@ def train_boundary(split: SplitSequences, config: BoundaryConfig, output_dir: st
     return model
 
 
+def boundary_folds(split: SplitSequences, folds: int) -> list[list[str]]:
+    """The training videos cut into `folds` folds by participant; by video where there are fewer
+    participants than folds, and into as many folds as there are videos where there are fewer
+    still (a warning says so). A split with one training video gets no fold (in-sample only)."""
+    train = split.subset("train")
+    people = sorted({s.participant for s in train}, key=natural_key)
+    if len(people) >= folds:
+        groups = [set(group) for group in np.array_split(np.array(people, dtype=object), folds)]
+        return [[s.name for s in train if s.participant in group] for group in groups]
+    count = min(folds, len(train))
+    log.warning("%s split %d: %d training participants and %d videos for %d boundary folds; %s",
+                split.dataset, split.split, len(people), len(train), folds,
+                f"{count} folds by video" if count > 1 else "no cross-fitting (in-sample boundary features)")
+    if count < 2:
+        return []
+    names = sorted((s.name for s in train), key=natural_key)
+    return [list(group) for group in np.array_split(np.array(names, dtype=object), count)]
+
+
+def fit_boundary_models(split: SplitSequences, config: BoundaryConfig, work_dir: str | Path,
+                        restart_on_change: bool = False) -> tuple[dict[str, BoundaryLSTM], dict[str, str]]:
+    """The split's boundary models (module docstring) and which one predicts each video:
+    ({model name: model}, {video: model name}); work_dir/<model name>/ holds each one's checkpoint."""
+    work_dir = Path(work_dir)
+    names = [s.name for s in split.sequences]
+    if config.folds <= 1:
+        model = train_boundary(split, config, work_dir / "all", restart_on_change=restart_on_change)
+        return {"all": model}, dict.fromkeys(names, "all")
+    models = {"all": train_boundary(split, config, work_dir / "all", restart_on_change=restart_on_change)}
+    assignment = dict.fromkeys(names, "all")  # test videos, and training videos no fold can take
+    for number, fold in enumerate(boundary_folds(split, config.folds), start=1):
+        label = f"fold{number}"
+        models[label] = train_boundary(split, config, work_dir / label, restart_on_change=restart_on_change,
+                                       leave_out=frozenset(fold), label=f"{label} of {config.folds}")
+        assignment.update(dict.fromkeys(fold, label))
+    return models, assignment
+
+
+def boundary_predictions(split: SplitSequences, config: BoundaryConfig, work_dir: str | Path,
+                         restart_on_change: bool = False) -> dict[str, np.ndarray]:
+    """Every video's per-frame boundary prediction, cross-fitted on the training videos."""
+    models, assignment = fit_boundary_models(split, config, work_dir, restart_on_change)
+    out = {}
+    for name, model in models.items():
+        out.update(predict_boundary(model, split, config, [v for v, m in assignment.items() if m == name]))
+    return out
+
+
 @torch.no_grad()
-def predict_boundary(model: BoundaryLSTM, split: SplitSequences, config: BoundaryConfig) -> dict[str, np.ndarray]:
-    """(T, 2) per video: the predicted (mean, std) of the distance to the next boundary, in horizon
-    units, each frame from the window of `history` frames ending at it."""
+def predict_boundary(model: BoundaryLSTM, split: SplitSequences, config: BoundaryConfig,
+                     names=None) -> dict[str, np.ndarray]:
+    """(T, 2) per video (of `names`, default all): the predicted (mean, std) of the distance to the
+    next boundary, in horizon units, each frame from the window of `history` frames ending at it."""
     device = next(model.parameters()).device
     model.eval()
     out = {}
     for sequence in split.sequences:
+        if names is not None and sequence.name not in names:
+            continue
         features = split.standardised(sequence)
         rows = []
         for start in range(0, len(features), config.eval_batch):
@@ -149,5 +218,6 @@ def write_with_boundary(logits_path: str | Path, boundary: dict[str, np.ndarray]
     with Logits(logits_path) as source, LogitsWriter(output, source.dataset, source.split, source.fps,
                                                      source.class_names, source.model, source.background) as writer:
         for name in source.names():
-            writer.add(name, source.subset(name), source.logits(name), source.labels(name), boundary[name])
+            writer.add(name, source.subset(name), source.logits(name), source.labels(name), boundary[name],
+                       participant=source.participant(name))
     return Path(output)

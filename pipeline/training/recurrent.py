@@ -8,17 +8,24 @@ Protocols, over one or two datasets (the same split number of each):
 - "pretrain_finetune": `iterations` on dataset 1 only, then `iterations` on dataset 2 only (the
   paper's "D1,D2"); both datasets are evaluated at the end.
 
-Label and input layout (the paper's concatenated label vectors, Fig. 1): dataset i owns a block of
-the output vector, and a frame of dataset i is classified by the argmax over its own block. The
-inputs are laid out the same way (our reading; the paper is silent): dataset i's standardised
-logits fill its own block of the input vector, zeros elsewhere, followed by the two boundary
-features shared by all datasets. Every frame of a window is scored (cross-entropy over the whole
-vector); with `lookahead` the output at each timestep is scored against the frame half a history
-earlier (`windows.py`).
+Labels (the paper's concatenated label vectors, Fig. 1): dataset i owns a block of the output
+vector. Every frame of a window is scored (cross-entropy over the whole vector); with `lookahead`
+the output at each timestep is scored against the frame half a history earlier (`windows.py`).
+
+Three readings where the paper is terse are options (docs/method.md, "Readings of the paper"):
+
+- `eval_labels`: a test frame is classified by the argmax over the whole concatenated vector
+  ("all": a label of the other dataset counts as wrong, stored as -1 in the predictions; the only
+  reading under which the paper's pre-train / fine-tune rows can collapse to 0) or over its own
+  dataset's block ("own").
+- `input_layout`: dataset i's standardised logits fill its own block of the input vector, zeros
+  elsewhere ("blocks"), or both datasets' fill the same leading columns, zero-padded to the larger
+  ("shared"); the two boundary features follow, shared by all datasets.
+- `short_windows`: where the frames of a window shorter than the history sit (`windows.py`).
 
 Evaluation classifies every frame of every test video from the window that ends at it (plus the
-look-ahead), with its dataset's label block and, for DDLSTM, its dataset's population statistics;
-windows of one video go through the network in batches.
+look-ahead), with, for DDLSTM, its dataset's population statistics; windows of one video go
+through the network in batches.
 """
 
 from __future__ import annotations
@@ -33,15 +40,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import select_device
-from ..evaluation.metrics import pool, score_video
+from ..evaluation.metrics import mstcn_background, pool, score_video
 from ..io import write_csv, write_text
 from ..models import create_model
 from ..sgd import SGD
 from .loop import Trainer
 from .sequences import SplitSequences
-from .windows import IGNORE, gather_windows, sample_ends, stack_by_video, window_targets
+from .windows import ALIGNMENTS, IGNORE, gather_windows, sample_ends, stack_by_video, window_targets
 
 PROTOCOLS = ("single", "joint", "pretrain_finetune")
+EVAL_LABELS = ("all", "own")
+INPUT_LAYOUTS = ("blocks", "shared")
+FOREIGN = -1  # the prediction stored for a frame classified as one of the other dataset's labels
 
 
 @dataclass
@@ -52,12 +62,16 @@ class RecurrentConfig:
     hidden: int = 128  # units per layer
     history: int = 200  # window length in frames
     lookahead: bool = False  # windows also hold history // 2 future frames
+    eval_labels: str = "all"  # all | own: the labels a test frame may be predicted as
+    input_layout: str = "blocks"  # blocks | shared: where each dataset's logits enter the input vector
+    short_windows: str = "end"  # end | start: where a window shorter than the history sits
     batch_size: int = 128  # windows per step (both datasets together when joint)
     domain_share: float = 0.5  # joint: fraction of each batch from dataset 1
     iterations: int = 50_000  # steps (per phase for pretrain_finetune)
     lr: float = 0.01
     momentum: float = 0.0  # the paper gives only the learning rate: plain SGD
     alpha_init: float = 0.75
+    alpha_lr_scale: float = 1.0  # the alphas' learning rate is lr times this
     learnable_affine: bool = False  # gamma/beta of the BNs learnable (fixed 0.1 / 0 in the paper)
     clip_grad_norm: float = 0.0  # gradient norm limit (0: none, as the paper states none)
     checkpoint_every: int = 1000
@@ -89,21 +103,25 @@ class SequenceClassifier(nn.Module):
 class Layout:
     """Where each dataset's labels and logits sit in the concatenated vectors."""
 
-    def __init__(self, splits: list[SplitSequences]):
+    def __init__(self, splits: list[SplitSequences], input_layout: str = "blocks"):
+        if input_layout not in INPUT_LAYOUTS:
+            raise ValueError(f"input_layout must be one of {INPUT_LAYOUTS}, not {input_layout!r}")
         self.splits = splits
         sizes = [s.num_classes for s in splits]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist()
         self.num_labels = int(sum(sizes))
+        self.input_offsets = self.offsets if input_layout == "blocks" else [0] * len(splits)
+        self.logit_columns = self.num_labels if input_layout == "blocks" else max(sizes)
         self.boundary = all(s.has_boundary for s in splits)
-        self.input_size = self.num_labels + (2 if self.boundary else 0)
+        self.input_size = self.logit_columns + (2 if self.boundary else 0)
 
     def features(self, index: int, sequence) -> np.ndarray:
         split = self.splits[index]
         out = np.zeros((len(sequence.labels), self.input_size), np.float32)
-        start = self.offsets[index]
+        start = self.input_offsets[index]
         out[:, start : start + split.num_classes] = split.standardised(sequence)
         if self.boundary:
-            out[:, self.num_labels :] = sequence.boundary
+            out[:, self.logit_columns :] = sequence.boundary
         return out
 
     def block(self, index: int) -> slice:
@@ -120,6 +138,10 @@ def _check(splits: list[SplitSequences], config: RecurrentConfig) -> None:
         raise ValueError(f"datasets of one run must come from the same split number, got {[s.split for s in splits]}")
     if not 0 < config.domain_share < 1 and config.protocol == "joint":
         raise ValueError(f"domain_share must lie in (0, 1), got {config.domain_share}")
+    for name, allowed in (("eval_labels", EVAL_LABELS), ("input_layout", INPUT_LAYOUTS),
+                          ("short_windows", ALIGNMENTS)):
+        if getattr(config, name) not in allowed:
+            raise ValueError(f"{name} must be one of {allowed}, not {getattr(config, name)!r}")
 
 
 def batch_sizes(config: RecurrentConfig, iteration: int) -> list[int]:
@@ -156,8 +178,9 @@ class WindowSampler:
 
             def take(video, video_ends, videos=videos):
                 features, labels = videos[video]
-                x, mask = gather_windows(features, video_ends, config.history)
-                return x, mask, window_targets(labels, video_ends, config.history, config.lookahead_frames)
+                x, mask = gather_windows(features, video_ends, config.history, config.short_windows)
+                return x, mask, window_targets(labels, video_ends, config.history, config.lookahead_frames,
+                                               config.short_windows)
 
             x, mask, target = stack_by_video(picks, ends, take)
             xs.append(x)
@@ -170,40 +193,54 @@ class WindowSampler:
 @torch.no_grad()
 def predict_video(model: SequenceClassifier, features: np.ndarray, block: slice, domain: int,
                   config: RecurrentConfig, device) -> tuple[np.ndarray, np.ndarray]:
-    """Online predictions for every frame of one video: (T,) class ids within the dataset's block,
-    and the (T, block) scores they come from."""
+    """Online predictions for every frame of one video: (T,) class ids of the dataset (FOREIGN where
+    `eval_labels` is "all" and the argmax falls in another dataset's block), and the (T, labels)
+    scores of the whole concatenated vector they come from."""
     scores = []
     for start in range(0, len(features), config.eval_batch):
         ends = np.arange(start, min(len(features), start + config.eval_batch)) + config.lookahead_frames
-        x, mask = gather_windows(features, ends, config.history)
+        x, mask = gather_windows(features, ends, config.history, config.short_windows)
         out = model(torch.from_numpy(x).to(device), domain=domain, mask=torch.from_numpy(mask).to(device))
-        scores.append(out[:, -1, block].float().cpu().numpy())
+        scores.append(out[:, -1].float().cpu().numpy())
     scores = np.concatenate(scores)
-    return scores.argmax(1), scores
+    if config.eval_labels == "own":
+        return scores[:, block].argmax(1), scores
+    predicted = scores.argmax(1) - block.start
+    return np.where((predicted >= 0) & (predicted < block.stop - block.start), predicted, FOREIGN), scores
 
 
 def evaluate(model: SequenceClassifier, layout: Layout, config: RecurrentConfig, device) -> dict:
-    """Per dataset: predictions of every test video, per-video scores and pooled scores."""
+    """Per dataset: predictions of every test video, and per-video and pooled scores under both
+    conventions of which segments count (`pipeline.evaluation.metrics`): "videos" / "pooled" leave
+    out the dataset's background, "videos_mstcn" / "pooled_mstcn" a class named "background" only."""
     was_training = model.training
     model.eval()
     results = {}
     for index, split in enumerate(layout.splits):
         background = () if split.background_id is None else (split.background_id,)
-        predictions, per_video = {}, {}
+        mstcn = mstcn_background(split.class_names)
+        predictions, per_video, per_video_mstcn = {}, {}, {}
         for sequence in split.subset("test"):
             predicted, _ = predict_video(model, layout.features(index, sequence), layout.block(index), index,
                                          config, device)
             predictions[sequence.name] = predicted
             per_video[sequence.name] = score_video(predicted, sequence.labels, background)
-        results[split.dataset] = {"predictions": predictions, "videos": per_video,
-                                  "pooled": pool(per_video.values())}
+            per_video_mstcn[sequence.name] = score_video(predicted, sequence.labels, mstcn)
+        results[split.dataset] = {"predictions": predictions, "videos": per_video, "pooled": pool(per_video.values()),
+                                  "videos_mstcn": per_video_mstcn, "pooled_mstcn": pool(per_video_mstcn.values())}
     model.train(was_training)
     return results
 
 
+def score_row(ours, mstcn) -> dict:
+    """accuracy, edit, f1@k (background left out) and edit_mstcn, f1@k_mstcn (MS-TCN's eval.py)."""
+    return {**ours.as_row(), **{f"{key}_mstcn": value for key, value in mstcn.as_row().items() if key != "accuracy"}}
+
+
 def _metrics_rows(results: dict, iteration: int, split: int) -> list[dict]:
     return [{"iteration": iteration, "dataset": dataset, "split": split, "videos": r["pooled"].videos,
-             "frames": r["pooled"].frames, **r["pooled"].as_row()} for dataset, r in results.items()]
+             "frames": r["pooled"].frames, **score_row(r["pooled"], r["pooled_mstcn"])}
+            for dataset, r in results.items()]
 
 
 def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, output_dir: str | Path,
@@ -211,14 +248,15 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     """Train under `config.protocol`, evaluate, and write to `output_dir`:
 
     checkpoint.pt, train_log.csv (loss), alphas.csv (every alpha of every layer, DDLSTM),
-    metrics.csv (one row per evaluation and dataset: accuracy, edit, F1@10/25/50), videos.csv
-    (the final evaluation per video), predictions.npz (final per-frame predictions, key
-    "<dataset>/<video>"), config.json. Returns the final pooled metrics per dataset.
+    metrics.csv (one row per evaluation and dataset: accuracy, edit, F1@10/25/50, and edit and F1
+    by MS-TCN's convention), videos.csv (the final evaluation per video), predictions.npz (final
+    per-frame predictions, key "<dataset>/<video>", FOREIGN where another dataset's label won),
+    config.json. Returns the final pooled metrics per dataset.
     """
     _check(splits, config)
     output_dir = Path(output_dir)
     device = select_device(config.device)
-    layout = Layout(splits)
+    layout = Layout(splits, config.input_layout)
     torch.manual_seed(config.seed)
     num_domains = 1 if config.protocol == "single" else 2
     model = SequenceClassifier(config.model, layout.input_size, layout.num_labels, config, num_domains).to(device)
@@ -241,6 +279,10 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
         loss.backward()
         if config.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad_norm)
+        if config.alpha_lr_scale != 1.0:  # plain SGD: a scaled gradient is a scaled learning rate
+            for layer in model.recurrent.layers:
+                if layer.alpha is not None and layer.alpha.grad is not None:
+                    layer.alpha.grad.mul_(config.alpha_lr_scale)
         optimizer.step()
         model.recurrent.constrain_alphas_()  # alphas back into [n_i / N, 1] (SPEC.md 3)
         done = iteration + 1
@@ -260,11 +302,12 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
         for row in _metrics_rows(results, total, splits[0].split):
             trainer.log("metrics", row)
     trainer.save()
-    write_csv([{"dataset": dataset, "video": name, "frames": scores.frames, **scores.as_row()}
+    write_csv([{"dataset": dataset, "video": name, "frames": scores.frames,
+                **score_row(scores, r["videos_mstcn"][name])}
                for dataset, r in results.items() for name, scores in r["videos"].items()],
               output_dir / "videos.csv")
     temporary = output_dir / ".predictions.part.npz"
     np.savez_compressed(temporary, **{f"{dataset}/{name}": p for dataset, r in results.items()
                                       for name, p in r["predictions"].items()})
     temporary.replace(output_dir / "predictions.npz")
-    return {dataset: r["pooled"].as_row() for dataset, r in results.items()}
+    return {dataset: score_row(r["pooled"], r["pooled_mstcn"]) for dataset, r in results.items()}

@@ -22,6 +22,7 @@ class Sequence:
     logits: np.ndarray  # (T, C) float32
     labels: np.ndarray  # (T,) int64
     boundary: np.ndarray | None = None  # (T, 2) float32
+    participant: str = ""  # the person recorded (the video's name when the file does not say)
 
 
 @dataclass
@@ -66,6 +67,6 @@ def load_split(path: str | Path) -> SplitSequences:
     """Every video of one logits file (train and test)."""
     with Logits(path) as source:
         sequences = [Sequence(name, source.subset(name), source.logits(name), source.labels(name),
-                              source.boundary(name)) for name in source.names()]
+                              source.boundary(name), source.participant(name)) for name in source.names()]
         return SplitSequences(source.dataset, source.split, source.fps, source.class_names, source.background,
                               sequences)

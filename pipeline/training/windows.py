@@ -6,6 +6,14 @@ so they enter no batch statistic and leave the state untouched (zero before the 
 The network's output at a window's last timestep classifies frame k, and in training the output
 at timestep t is scored against the frame `lookahead` timesteps before it (targets that fall
 before the window or outside the video are ignored).
+
+Short windows. A window that would start before the video (its end e < history - 1) holds only
+e + 1 real frames. Where they sit decides which timestep's batch statistics normalise them (the
+BN models keep statistics per timestep): `align="end"` keeps them at the window's last timesteps
+after masked padding, as for every other window; `align="start"` puts them at timesteps 0..e,
+with the padding after them, so a video's first frame is normalised with the statistics of
+timestep 0, where every window's state is as fresh as its own. A masked timestep carries the
+state through, so the output at the last timestep is the state after frame e in both readings.
 """
 
 from __future__ import annotations
@@ -13,27 +21,38 @@ from __future__ import annotations
 import numpy as np
 
 IGNORE = -100  # cross-entropy's ignore_index
+ALIGNMENTS = ("end", "start")
 
 
-def window_index(ends: np.ndarray, history: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+def window_index(ends: np.ndarray, history: int, length: int, align: str = "end") -> tuple[np.ndarray, np.ndarray]:
     """Frame indices (N, history) of windows ending at `ends`, clipped into the video, and their
-    mask (True for frames inside the video)."""
-    index = ends[:, None] - (history - 1) + np.arange(history)[None, :]
-    mask = (index >= 0) & (index < length)
+    mask (True for frames inside the video); `align` places short windows (module docstring)."""
+    if align not in ALIGNMENTS:
+        raise ValueError(f"align must be one of {ALIGNMENTS}, not {align!r}")
+    steps = np.arange(history)[None, :]
+    index = ends[:, None] - (history - 1) + steps
+    if align == "start":
+        short = ends < history - 1
+        index[short] = np.broadcast_to(steps, (int(short.sum()), history))
+        mask = (index >= 0) & (index < length) & (index <= ends[:, None])
+    else:
+        mask = (index >= 0) & (index < length)
     return np.clip(index, 0, length - 1), mask
 
 
-def gather_windows(features: np.ndarray, ends: np.ndarray, history: int) -> tuple[np.ndarray, np.ndarray]:
+def gather_windows(features: np.ndarray, ends: np.ndarray, history: int,
+                   align: str = "end") -> tuple[np.ndarray, np.ndarray]:
     """(N, history, D) features of the windows ending at `ends` (zeros where masked) and the mask."""
-    index, mask = window_index(ends, history, len(features))
+    index, mask = window_index(ends, history, len(features), align)
     windows = features[index]
     windows[~mask] = 0.0
     return windows, mask
 
 
-def window_targets(labels: np.ndarray, ends: np.ndarray, history: int, lookahead: int) -> np.ndarray:
+def window_targets(labels: np.ndarray, ends: np.ndarray, history: int, lookahead: int,
+                   align: str = "end") -> np.ndarray:
     """(N, history) labels scored at each timestep: the frame `lookahead` steps earlier, or IGNORE."""
-    index, mask = window_index(ends, history, len(labels))
+    index, mask = window_index(ends, history, len(labels), align)
     target_mask = np.roll(mask, lookahead, axis=1)
     target_mask[:, :lookahead] = False  # their frames lie before the window: never seen
     targets = np.where(target_mask, labels[np.roll(index, lookahead, axis=1)], IGNORE)

@@ -5,6 +5,8 @@ import shlex
 
 from snakemake.utils import validate
 
+from pipeline.data.readers import input_route
+
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -16,6 +18,13 @@ DEPTHS = REC["depths"]
 TABLE1_DEPTH = REC["table1_depth"]
 SYNTHETIC = config["synthetic"]
 SYNTHETIC_NAMES = ("synbreakfast", "synsalads", "syncooking")
+TABLES = config["tables"]
+# Table 1's methods: (protocol, model) of every run directory <protocol>-<model>-L<depth>.
+TABLE1_METHODS = (("joint", "lstm"), ("joint", "bnlstm"), ("d1d2", "lstm"), ("d2d1", "lstm"), ("joint", "ddlstm"))
+# Tables 3 and 4 (comparison with published results): joint LSTM and DDLSTM online, DDLSTM with look-ahead.
+COMPARISON_METHODS = (("joint", "lstm"), ("joint", "ddlstm"), ("lookahead", "ddlstm"))
+# Table 5 (a small dataset learnt from a larger one): pre-train/fine-tune LSTM both ways, joint DDLSTM.
+TABLE5_METHODS = (("d1d2", "lstm"), ("d2d1", "lstm"), ("joint", "ddlstm"))
 
 
 def _check_config():
@@ -32,14 +41,41 @@ def _check_config():
         raise ValueError(f"config: figure7: split {config['figure7']['split']} is not in 'splits' {SPLITS}")
     if SYNTHETIC["generate"]:
         for name in DATASETS:
-            if name not in SYNTHETIC_NAMES:
+            if name not in SYNTHETIC_NAMES and ROUTES[name] == "videos":
                 raise ValueError(f"config: datasets: {name!r} is not a synthetic dataset {SYNTHETIC_NAMES}; "
                                  "set synthetic: generate: false for real data")
+    named = [(f"tables: {table}", (entry["dataset"], entry["partner"]))
+             for table in ("table3", "table4") for entry in TABLES.get(table, [])]
+    named += [("tables: table5: pairs", tuple(pair)) for pair in TABLES.get("table5", {}).get("pairs", [])]
+    for where, (first, second) in named:
+        for name in (first, second):
+            if name not in DATASETS:
+                raise ValueError(f"config: {where}: {name!r} is not a key of config 'datasets' ({DATASETS})")
+        if first == second:
+            raise ValueError(f"config: {where}: {first!r} is paired with itself")
 
 
+def _routes():
+    """Dataset -> "videos" or "features": what its frame classifier starts from."""
+    routes = {}
+    for name, spec in config["datasets"].items():
+        try:
+            routes[name] = input_route({"name": name, **spec})
+        except ValueError as error:
+            raise ValueError(f"config: datasets: {error}") from None
+    return routes
+
+
+ROUTES = _routes()
 _check_config()
-
+VIDEO_DATASETS = [name for name in DATASETS if ROUTES[name] == "videos"]
+FEATURE_DATASETS = [name for name in DATASETS if ROUTES[name] == "features"]
 PAIR_NAMES = [f"{d1}+{d2}" for d1, d2 in PAIRS]
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (and nothing when there are none)."""
+    return "|".join(names) if names else "(?!)"
 
 
 wildcard_constraints:
@@ -48,7 +84,7 @@ wildcard_constraints:
     d2="|".join(DATASETS),
     split=r"\d+",
     depth=r"\d+",
-    protocol="joint|d1d2|d2d1",
+    protocol="joint|d1d2|d2d1|lookahead",
     model="lstm|bnlstm|ddlstm",
     alpha=r"[0-9.]+",
 
@@ -88,6 +124,11 @@ def frames_options():
     return options({**frames, "size": size})
 
 
+def tolerance_options():
+    frames = config["frames"]
+    return options({key: frames[key] for key in ("tolerance_frames", "tolerance_fraction") if key in frames})
+
+
 def history_of(depth):
     return REC.get("history_by_depth", {}).get(str(depth), REC["history"])
 
@@ -101,8 +142,9 @@ def run_inputs(wildcards):
 
 
 def run_options(wildcards):
-    protocol = "joint" if wildcards.protocol == "joint" else "pretrain_finetune"
-    return options({**REC, "protocol": protocol, "history": history_of(wildcards.depth)},
+    protocol = "pretrain_finetune" if wildcards.protocol in ("d1d2", "d2d1") else "joint"
+    lookahead = wildcards.protocol == "lookahead" or REC.get("lookahead", False)
+    return options({**REC, "protocol": protocol, "lookahead": lookahead, "history": history_of(wildcards.depth)},
                    skip=("depths", "table1_depth", "history_by_depth"))
 
 
@@ -116,17 +158,38 @@ def output_folder(wildcards, output):
     return str(output[0]).rsplit("/", 1)[0]
 
 
-def table_runs():
-    """Every run of Tables 1 and 2."""
+def run_path(pair, split, protocol, model, depth, name="metrics.csv"):
+    d1, d2 = pair
+    return f"results/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}/{name}"
+
+
+def comparison_pair(entry):
+    """The pair of a Table 3/4 entry: Table 1's order when Table 1 has the pair (its runs serve both)."""
+    dataset, partner = entry["dataset"], entry["partner"]
+    return (partner, dataset) if (partner, dataset) in PAIRS else (dataset, partner)
+
+
+def planned_runs():
+    """(pair, split, protocol, model, depth) of every recurrent run the tables need."""
     runs = set()
-    for pair in PAIR_NAMES:
+    for pair in PAIRS:
         for split in SPLITS:
-            for protocol, model in (("joint", "lstm"), ("joint", "bnlstm"), ("d1d2", "lstm"), ("d2d1", "lstm"),
-                                    ("joint", "ddlstm")):
-                runs.add(f"results/recurrent/{pair}/split{split}/{protocol}-{model}-L{TABLE1_DEPTH}/metrics.csv")
-            for depth in DEPTHS:
-                runs.add(f"results/recurrent/{pair}/split{split}/joint-ddlstm-L{depth}/metrics.csv")
+            runs |= {(pair, split, protocol, model, TABLE1_DEPTH) for protocol, model in TABLE1_METHODS}
+            runs |= {(pair, split, "joint", "ddlstm", depth) for depth in DEPTHS}
+    for table in ("table3", "table4"):
+        for entry in TABLES.get(table, []):
+            runs |= {(comparison_pair(entry), split, protocol, model, TABLE1_DEPTH)
+                     for split in SPLITS for protocol, model in COMPARISON_METHODS}
+    if "table5" in TABLES:
+        split = TABLES["table5"]["split"]
+        runs |= {(tuple(pair), split, protocol, model, TABLE1_DEPTH)
+                 for pair in TABLES["table5"]["pairs"] for protocol, model in TABLE5_METHODS}
     return sorted(runs)
+
+
+def table_runs():
+    """metrics.csv of every run of the tables."""
+    return [run_path(*run) for run in planned_runs()]
 
 
 def none_rows():
@@ -146,12 +209,11 @@ def figure_inputs():
     return {
         "metrics": table_runs(),
         "none": none_rows(),
-        "ddlstm_runs": [f"results/recurrent/{pair}/split{split}/joint-ddlstm-L{TABLE1_DEPTH}/predictions.npz"
-                        for pair in PAIR_NAMES],
+        "ddlstm_runs": [run_path(pair, split, "joint", "ddlstm", TABLE1_DEPTH, "predictions.npz") for pair in PAIRS],
         "inits": figure7_runs(),
         "strip_inputs": f"results/boundary/{d2}/split{split}/inputs.h5",
-        "strip_finetuned": f"results/recurrent/{d1}+{d2}/split{split}/d1d2-lstm-L{TABLE1_DEPTH}/predictions.npz",
-        "strip_ddlstm": f"results/recurrent/{d1}+{d2}/split{split}/joint-ddlstm-L{TABLE1_DEPTH}/predictions.npz",
+        "strip_finetuned": run_path((d1, d2), split, "d1d2", "lstm", TABLE1_DEPTH, "predictions.npz"),
+        "strip_ddlstm": run_path((d1, d2), split, "joint", "ddlstm", TABLE1_DEPTH, "predictions.npz"),
     }
 
 
@@ -160,14 +222,46 @@ def alphas_of(wildcards, input):
     return " ".join(path.replace("predictions.npz", "alphas.csv") for path in input.ddlstm_runs)
 
 
+def table_names():
+    """The tables the configuration asks for."""
+    return ["table1", "table2", "segmentation", *[name for name in ("table3", "table4", "table5") if name in TABLES]]
+
+
+def table_options():
+    """The tables step's description of Tables 3-5 (pairs as D1+D2, in the order their runs use)."""
+    parts = []
+    for table in ("table3", "table4"):
+        if table in TABLES:
+            entries = [f"{entry['dataset']}:{'+'.join(comparison_pair(entry))}" for entry in TABLES[table]]
+            parts += [f"--{table}", *entries]
+    if "table5" in TABLES:
+        parts += ["--table5", *["+".join(pair) for pair in TABLES["table5"]["pairs"]],
+                  "--table5-split", str(TABLES["table5"]["split"])]
+    if FEATURE_DATASETS:
+        parts += ["--feature-datasets", *FEATURE_DATASETS]
+    return " ".join(parts)
+
+
+def readings():
+    """The readings of the paper the runs used, for the tables' captions (docs/method.md)."""
+    labels = {"all": "a frame predicted over every dataset's labels", "own": "a frame predicted over its own labels"}
+    layout = {"blocks": "each dataset's logits in input columns of its own", "shared": "logits in shared input columns"}
+    windows = {"end": "short windows after padding", "start": "short windows from timestep 0"}
+    folds = config["boundary"]["folds"]
+    return (f"readings: {labels[REC['eval_labels']]} (eval_labels: {REC['eval_labels']}), "
+            f"{layout[REC['input_layout']]} (input_layout: {REC['input_layout']}), "
+            f"{windows[REC['short_windows']]} (short_windows: {REC['short_windows']}), "
+            + (f"boundary features cross-fitted over {folds} folds" if folds > 1 else "boundary features in-sample")
+            + f" (boundary folds: {folds})")
+
+
 def get_final_output():
     """The tables and figures, and every HDF5 file of features on the way: asking for those too
     means a deleted one is made again, and then everything that depends on it."""
-    used = sorted({d for pair in PAIRS for d in pair})
+    used = sorted({(dataset, split) for pair, split, *_ in planned_runs() for dataset in pair})
     return [
-        *[f"results/features/{d}/split{s}/logits.h5" for d in used for s in SPLITS],
-        *[f"results/boundary/{d}/split{s}/inputs.h5" for d in used for s in SPLITS],
-        *[f"results/tables/{name}.{ext}" for name in ("table1", "table2", "segmentation")
-          for ext in ("csv", "md", "tex")],
+        *[f"results/features/{d}/split{s}/logits.h5" for d, s in used],
+        *[f"results/boundary/{d}/split{s}/inputs.h5" for d, s in used],
+        *[f"results/tables/{name}.{ext}" for name in table_names() for ext in ("csv", "md", "tex")],
         *[f"results/figures/fig{number}.png" for number in (5, 6, 7)],
     ]

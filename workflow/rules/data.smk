@@ -8,7 +8,7 @@ rule synthetic_data:
         "results/benchmarks/synthetic_data.tsv"
     params:
         folder=output_folder,
-        names=" ".join(DATASETS),
+        names=" ".join(name for name in DATASETS if name in SYNTHETIC_NAMES),
         options=options(SYNTHETIC, skip=("generate", "output")),
     threads: 1
     resources:
@@ -26,6 +26,8 @@ rule frames:
         synthetic_manifest,
     output:
         report="results/frames/{dataset}/report.csv",
+    wildcard_constraints:
+        dataset=one_of(VIDEO_DATASETS),
     log:
         "results/logs/frames/{dataset}.log",
     benchmark:
@@ -42,3 +44,28 @@ rule frames:
     shell:
         "python -m pipeline frames --dataset {params.spec:q} --output-dir results/frames/{wildcards.dataset} "
         "--report {output.report} {params.options} 2> {log}"
+
+
+rule check_features:
+    """Check a dataset's precomputed feature arrays (present, one dimension, finite, long enough) before any training."""
+    output:
+        report="results/precomputed/{dataset}/report.csv",
+    wildcard_constraints:
+        dataset=one_of(FEATURE_DATASETS),
+    log:
+        "results/logs/check_features/{dataset}.log",
+    benchmark:
+        "results/benchmarks/check_features/{dataset}.tsv"
+    params:
+        spec=dataset_spec,
+        fps=config["frames"]["fps"],
+        options=tolerance_options(),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline check-features --dataset {params.spec:q} --fps {params.fps} --report {output.report} "
+        "{params.options} > {log} 2>&1"

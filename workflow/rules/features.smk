@@ -8,6 +8,8 @@ rule finetune:
     output:
         model="results/features/{dataset}/split{split}/finetune/model.pt",
         metrics="results/features/{dataset}/split{split}/finetune/metrics.csv",
+    wildcard_constraints:
+        dataset=one_of(VIDEO_DATASETS),
     log:
         "results/logs/finetune/{dataset}/split{split}.log",
     benchmark:
@@ -37,6 +39,8 @@ rule extract:
         model="results/features/{dataset}/split{split}/finetune/model.pt",
     output:
         logits="results/features/{dataset}/split{split}/logits.h5",
+    wildcard_constraints:
+        dataset=one_of(VIDEO_DATASETS),
     log:
         "results/logs/extract/{dataset}/split{split}.log",
     benchmark:
@@ -57,6 +61,36 @@ rule extract:
         "python -m pipeline extract --dataset {params.spec:q} --split {wildcards.split} "
         "--frames results/frames/{wildcards.dataset} --store {params.store} --fps {params.fps} "
         "--model {input.model} --output {output.logits} --batch-size {params.batch} 2> {log}"
+
+
+rule linear:
+    """Datasets read from features: fit the linear frame classifier on one split; logits of every frame to HDF5."""
+    input:
+        report="results/precomputed/{dataset}/report.csv",
+    output:
+        logits="results/features/{dataset}/split{split}/logits.h5",
+        model="results/features/{dataset}/split{split}/linear/model.pt",
+        metrics="results/features/{dataset}/split{split}/linear/metrics.json",
+    wildcard_constraints:
+        dataset=one_of(FEATURE_DATASETS),
+    log:
+        "results/logs/linear/{dataset}/split{split}.log",
+    benchmark:
+        "results/benchmarks/linear/{dataset}/split{split}.tsv"
+    params:
+        spec=dataset_spec,
+        fps=config["frames"]["fps"],
+        options=" ".join((tolerance_options(), options(config["classifier"]))),
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../envs/ddlstm.yaml"
+    shell:
+        "python -m pipeline linear --dataset {params.spec:q} --split {wildcards.split} --fps {params.fps} "
+        "--output {output.logits} --work-dir results/features/{wildcards.dataset}/split{wildcards.split}/linear "
+        "{params.options} > {log} 2>&1"
 
 
 rule none_row:

@@ -1,12 +1,12 @@
 rule tables:
-    """Tables 1 and 2 and the segmentation table, averaged over splits (CSV, Markdown, LaTeX)."""
+    """Tables 1 and 2, the segmentation table and Tables 3-5 where configured, averaged over splits (CSV, Markdown, LaTeX)."""
     input:
         metrics=table_runs(),
         none=none_rows(),
     output:
-        report(expand("results/tables/{name}.csv", name=("table1", "table2", "segmentation")),
-               caption="../report/tables.rst", category="Tables"),
-        expand("results/tables/{name}.{ext}", name=("table1", "table2", "segmentation"), ext=("md", "tex")),
+        report(expand("results/tables/{name}.csv", name=table_names()), caption="../report/tables.rst",
+               category="Tables"),
+        expand("results/tables/{name}.{ext}", name=table_names(), ext=("md", "tex")),
     log:
         "results/logs/tables.log",
     benchmark:
@@ -16,6 +16,8 @@ rule tables:
         depths=" ".join(map(str, DEPTHS)),
         depth=TABLE1_DEPTH,
         paper="--paper" if config.get("paper_comparison", False) else "",
+        tables=table_options(),
+        readings=readings(),
     threads: 1
     resources:
         mem_mb=2000,
@@ -24,7 +26,8 @@ rule tables:
         "../envs/ddlstm.yaml"
     shell:
         "python -m pipeline tables --metrics {input.metrics} --none {input.none} --pairs {params.pairs} "
-        "--depths {params.depths} --table1-depth {params.depth} {params.paper} --output-dir results/tables "
+        "--depths {params.depths} --table1-depth {params.depth} {params.paper} {params.tables} --readings {params.readings:q} "
+        "--output-dir results/tables "
         "> {log} 2>&1"
 
 

@@ -1,0 +1,73 @@
+"""The workflow on datasets read from precomputed features, for real: MS-TCN folders built from the
+real Breakfast and 50 Salads label sequences (../shared/data/real) with synthesised features, one
+dataset from synthetic videos in a pair with them, through Tables 1, 3 and 5."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+from snakemake_runs import SNAKEMAKE, copy_workflow, snakemake
+
+from pipeline.data.synthetic.features import write_folder
+
+REAL = Path(os.environ.get("DDLSTM_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
+CONFIG = ".test/config/features.yaml"
+pytestmark = [
+    pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install '.[workflow]')"),
+    pytest.mark.skipif(not REAL.is_dir(), reason=f"real annotations not found at {REAL} (set DDLSTM_REAL_DATA)"),
+]
+
+
+@pytest.fixture(scope="module")
+def features_run(tmp_path_factory):
+    folder = copy_workflow(tmp_path_factory.mktemp("features_workflow"))
+    write_folder(REAL / "breakfast", folder / "resources/synfeatures/breakfast", participants=4, videos_per_participant=2)
+    write_folder(REAL / "50salads", folder / "resources/synfeatures/50salads", participants=4, videos_per_participant=1)
+    result = snakemake("--cores", "2", "--configfile", CONFIG, cwd=folder, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return folder
+
+
+def read_table(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_feature_datasets_need_no_video(features_run):
+    assert not (features_run / "results/frames/breakfast").exists()
+    assert not (features_run / "results/frames/50salads").exists()
+    assert (features_run / "results/frames/synbreakfast/report.csv").is_file()  # the video dataset beside them
+    report = read_table(features_run / "results/precomputed/breakfast/report.csv")
+    assert len(report) == 8 and {row["layout"] for row in report} == {"DxT"} and {row["dim"] for row in report} == {"64"}
+
+
+def test_linear_classifier_is_well_above_chance(features_run):
+    for dataset, classes in (("breakfast", 48), ("50salads", 18)):  # 50 Salads: 17 + background (relabelled)
+        metrics = json.loads((features_run / f"results/features/{dataset}/split1/linear/metrics.json").read_text())
+        assert metrics["test_accuracy"] > 4 / classes, (dataset, metrics)
+
+
+def test_tables_1_3_and_5_are_written_and_joint_lstm_beats_the_frame_classifier(features_run):
+    tables = features_run / "results/tables"
+    for name in ("table1", "table2", "segmentation", "table3", "table5"):
+        for ext in ("csv", "md", "tex"):
+            assert (tables / f"{name}.{ext}").stat().st_size > 0, name
+    assert not (tables / "table4.csv").exists()  # not configured
+    table1 = {row["method"]: row for row in read_table(tables / "table1.csv")}
+    for column in ("breakfast/50salads D1", "breakfast/50salads D2", "synbreakfast/50salads D2"):
+        assert float(table1["Joint, LSTM"][column]) > float(table1["Single, None"][column]) + 5, column
+    table3 = read_table(tables / "table3.csv")
+    assert [row["method"] for row in table3] == ["LSTM, breakfast with 50salads", "DDLSTM, breakfast with 50salads",
+                                                 "DDLSTM (look-ahead), breakfast with 50salads"]
+    assert {row["input"] for row in table3} == {"features"} and all(row["accuracy"] for row in table3)
+    assert table3[0]["accuracy"] == table1["Joint, LSTM"]["breakfast/50salads D1"]  # the same run
+    table5 = {row["method"]: row for row in read_table(tables / "table5.csv")}
+    assert table5["Pt/ft, LSTM"]["breakfast/50salads D1"] == table1["D2,D1, LSTM"]["breakfast/50salads D1"]
+    assert table5["Pt/ft, LSTM"]["breakfast/50salads D2"] == table1["D1,D2, LSTM"]["breakfast/50salads D2"]
+
+
+def test_second_run_does_nothing(features_run):
+    result = snakemake("-n", "--cores", "2", "--configfile", CONFIG, cwd=features_run)
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout
