@@ -2,6 +2,10 @@
 decoded back to exactly one frame per label, deterministic, and different in look per dataset."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -115,3 +119,29 @@ def test_command_line_writes_and_decodes(tmp_path):
     assert len(list((tmp_path / "frames").glob("*.h5"))) == 4
     report = (tmp_path / "frames/report.csv").read_text().splitlines()
     assert report[0] == "video,path,decoded,labels,action" and all(line.endswith(",exact") for line in report[1:])
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs taskset and at least 2 CPUs")
+def test_videos_are_the_same_bytes_whatever_cpus_the_encoder_sees(tmp_path):
+    command = [sys.executable, "-m", "pipeline", "synthetic", "--seed", "1", "--participants", "4",
+               "--videos-per-participant", "1", "--frame-size", "32", "--pace", "0.4", "--datasets", "syncooking"]
+    for name, prefix in (("one", ["taskset", "-c", "0"]), ("all", [])):
+        subprocess.run([*prefix, *command, "--output", str(tmp_path / name)], check=True, capture_output=True)
+    videos = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.mp4"))
+    assert videos and all((tmp_path / "one" / v).read_bytes() == (tmp_path / "all" / v).read_bytes() for v in videos)
+
+
+def test_stores_of_other_parameters_are_rewritten(synthetic, tmp_path):
+    _, specs = synthetic
+    dataset = load_dataset(specs["syncooking"])
+    video = next(iter(dataset.videos.values()))
+    store_dataset(dataset, tmp_path, "npy", size=(8, 8), progress=None)
+    with FrameStore(tmp_path / f"{video.name}.npy") as store:
+        assert store.read([0]).shape[1:3] == (8, 8)
+    reports = store_dataset(dataset, tmp_path, "npy", size=(12, 12), progress=None)
+    assert "already stored" not in {r.action for r in reports}
+    with FrameStore(tmp_path / f"{video.name}.npy") as store:
+        assert store.read([0]).shape[1:3] == (12, 12)
+    again = store_dataset(dataset, tmp_path, "npy", size=(12, 12), progress=None)  # a resumed run keeps them
+    assert {r.action for r in again} == {"already stored"}

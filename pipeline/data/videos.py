@@ -45,7 +45,10 @@ def attach_videos(dataset, root: str | Path, required: bool = True) -> None:
 def write_video(path: str | Path, frames, fps: float, codec: str = "libx264", crf: int = 18) -> None:
     """Encode (T, H, W, 3) uint8 RGB frames to `path` (container from its suffix), atomically.
 
-    Height and width must be even for the default H.264 / yuv420p encoding.
+    Height and width must be even for the default H.264 / yuv420p encoding. The encoder runs on one
+    thread: x264 picks its thread count from the CPUs it sees, and the bytes it writes depend on it,
+    so the same frames would give other files (and other decoded frames downstream) on another
+    machine or under a scheduler that confines the job to fewer CPUs.
     """
     import av
 
@@ -57,8 +60,9 @@ def write_video(path: str | Path, frames, fps: float, codec: str = "libx264", cr
         with av.open(str(temporary), mode="w") as container:
             stream = container.add_stream(codec, rate=_rational(fps))
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.thread_count = 1
             if codec == "libx264":
-                stream.options = {"crf": str(crf), "preset": "veryfast"}
+                stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
             for image in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
             container.mux(stream.encode())
