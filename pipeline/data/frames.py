@@ -16,6 +16,7 @@ counts and the action taken are reported (`FrameReport`, written to a CSV by `st
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import write_csv
+from ..io import write_csv, write_text
 from .alignment import alignment_action, allowed_mismatch
 from .frame_store import FrameStoreWriter, stored_length
 
@@ -146,13 +147,32 @@ def store_video(
                        alignment_action(decoded, num_labels))
 
 
+PARAMETERS_FILE = "store.json"  # beside the stores: the parameters they were decoded with
+
+
+def _stores_made_with(output_dir: Path, parameters: dict) -> bool:
+    """Whether the stores in `output_dir` were decoded with `parameters`; if not, they are deleted
+    (a store of another size or rate must not be kept) and `parameters` recorded for the new ones."""
+    record = output_dir / PARAMETERS_FILE
+    if record.is_file() and json.loads(record.read_text()) == parameters:
+        return True
+    for store in output_dir.iterdir():
+        if store.suffix.lstrip(".") in ("npy", "h5") and store.is_file():
+            store.unlink()
+    write_text(record, json.dumps(parameters, indent=2) + "\n")
+    return False
+
+
 def store_dataset(dataset, output_dir: str | Path, store_format: str = "npy", fps: float | None = None,
                   size=None, tolerance_frames: int = 10, tolerance_fraction: float = 0.02,
                   report_path: str | Path | None = None, progress=sys.stderr) -> list[FrameReport]:
-    """Frame stores for every video of `dataset` (its labels resampled to `fps`), skipping stores that
-    already exist, and a CSV report of every video's counts at `report_path`."""
+    """Frame stores for every video of `dataset` (its labels resampled to `fps`), and a CSV report of
+    every video's counts at `report_path`. Stores already there are kept when `store.json` says they
+    were decoded with the same format, rate, size and tolerance (a resumed run), else rewritten."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    _stores_made_with(output_dir, {"store": store_format, "fps": fps, "size": list(size) if isinstance(size, tuple) else size,
+                                   "tolerance_frames": tolerance_frames, "tolerance_fraction": tolerance_fraction})
     labelled = dataset.resampled(fps)
     missing = [v.name for v in labelled.videos.values() if v.video_path is None]
     if missing:
