@@ -156,3 +156,84 @@ def test_video_index_knows_breakfast_folder_names(tmp_path):
     index = index_videos(tmp_path)
     assert index["P03_cam01_P03_cereals"] == tmp_path / "P03" / "cam01" / "P03_cereals.avi"
     assert index["rgb-01-1"] == tmp_path / "rgb-01-1.mp4"
+
+
+# Every reader against the same classes of bad input: an empty file, an unknown label, a malformed
+# line, a duplicate video, a missing folder; each an error naming the file (and line where there is one).
+@pytest.mark.parametrize("damage, error, message", [
+    (lambda r: write(r / "groundTruth" / "P02_tea.txt", ""), AnnotationError, r"P02_tea\.txt: no frames"),
+    (lambda r: write(r / "groundTruth" / "P02_tea.txt", "SIL\nboil\n"), AnnotationError, r"P02_tea\.txt:2: label 'boil'"),
+    (lambda r: write(r / "mapping.txt", "0 SIL\n1take\n"), AnnotationError, r"mapping\.txt:2: expected 'index name'"),
+    (lambda r: write(r / "mapping.txt", ""), AnnotationError, r"mapping\.txt: no classes"),
+    (lambda r: (r / "mapping.txt").unlink(), FileNotFoundError, r"mapping file .*mapping\.txt does not exist"),
+    (lambda r: [p.unlink() for p in (r / "groundTruth").iterdir()], FileNotFoundError, r"no ground-truth files .*groundTruth"),
+])
+def test_mstcn_bad_inputs(tmp_path, damage, error, message):
+    root = mstcn_root(tmp_path)
+    damage(root)
+    with pytest.raises(error, match=message):
+        load_dataset({"name": "toy", "format": "mstcn", "annotations": str(root), "fps": 15})
+
+
+@pytest.mark.parametrize("bundle, message", [
+    ("P01_tea.txt\nP09_tea.txt\n", r"train\.split1\.bundle:2: video 'P09_tea' has no ground-truth file"),
+    ("P01_tea.txt\nP01_tea.txt\n", r"train\.split1\.bundle:2: video 'P01_tea' is listed twice"),
+    ("\n", r"train\.split1\.bundle: lists no video"),
+])
+def test_mstcn_bad_bundles_name_the_bundle_file(tmp_path, bundle, message):
+    root = mstcn_root(tmp_path)
+    write(root / "splits" / "train.split1.bundle", bundle)
+    write(root / "splits" / "test.split1.bundle", "P04_tea.txt\n")
+    with pytest.raises(AnnotationError, match=message):
+        load_dataset({"name": "toy", "format": "mstcn", "annotations": str(root), "fps": 15, "splits": "bundles"})
+
+
+@pytest.mark.parametrize("damage, error, message", [
+    (lambda r: write(r / "tea" / "labels" / "P02_cam01_P02_tea.txt", ""), AnnotationError, r"P02_cam01_P02_tea\.txt: no ranges"),
+    (lambda r: write(r / "tea" / "labels" / "P02_cam01_P02_tea.txt", "1-2 SIL\n3-4 boil\n"), AnnotationError,
+     r"P02_cam01_P02_tea\.txt:2: label 'boil' is not a known class in .*mapping\.txt"),
+    (lambda r: write(r / "coffee" / "labels" / "P02_cam01_P02_tea.txt", "1-2 SIL\n"), AnnotationError,
+     r"P02_cam01_P02_tea\.txt: video 'P02_cam01_P02_tea' is annotated twice, also in .*/labels/P02_cam01_P02_tea\.txt"),
+    (lambda r: [p.unlink() for p in (r / "tea" / "labels").iterdir()], FileNotFoundError, r"no segmentation files"),
+])
+def test_breakfast_bad_inputs(tmp_path, damage, error, message):
+    root = tmp_path / "seg"
+    for person in range(1, 5):
+        write(root / "tea" / "labels" / f"P{person:02d}_cam01_P{person:02d}_tea.txt", "1-2 SIL\n3-5 take\n")
+    write(tmp_path / "mapping.txt", "0 SIL\n1 take\n")
+    damage(root)
+    with pytest.raises(error, match=message):
+        load_dataset({"name": "bf", "format": "breakfast", "annotations": str(root), "fps": 15,
+                      "mapping": str(tmp_path / "mapping.txt")})
+
+
+def test_salads_bad_inputs(tmp_path, caplog):
+    spec = {"name": "s", "format": "salads", "fps": 30}
+    root = salads_root(tmp_path / "empty", "190 310 cut_prep\n")
+    write(root / "ann" / "sequences" / "02-1-activityAnnotation.txt", "")
+    with pytest.raises(AnnotationError, match=r"02-1-activityAnnotation\.txt: no lowest-level segment"):
+        load_dataset({**spec, "annotations": str(root)})
+    root = salads_root(tmp_path / "malformed", "190 310 cut_prep\n190 cut_core\n")
+    with pytest.raises(AnnotationError, match=r"01-1-activityAnnotation\.txt:2: expected 'start_timestamp"):
+        load_dataset({**spec, "annotations": str(root)})
+    root = salads_root(tmp_path / "outside", "190 310 cut_prep\n700 900 cut_core\n")  # stamps end at 600
+    dataset = load_dataset({**spec, "annotations": str(root)})
+    assert 1 not in dataset.videos["rgb-01-1"].labels  # cut_core covers no frame
+    assert any("01-1-activityAnnotation.txt:2: segment cut_core (700-900) covers no frame" in record.getMessage()
+               for record in caplog.records)
+    with pytest.raises(FileNotFoundError, match=r"label list .*low_level_actions\.txt does not exist"):
+        load_dataset({**spec, "annotations": str(tmp_path / "nowhere")})
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", r"annotations\.csv: no annotation rows"),
+    ("s8,v,2,3,5\n", r"annotations\.csv:1: expected 'subject,file_name"),
+    ("s8,v,4,2,5,cut\n", r"annotations\.csv:1: frame range 4-2 is empty"),
+    ("s8,v,2,3,5,cut\ns9,v,4,5,5,cut\n", r"annotations\.csv:2: video 'v' is given two subjects"),
+])
+def test_mpii_bad_inputs(tmp_path, text, message):
+    csv_path = write(tmp_path / "annotations.csv", text)
+    with pytest.raises(AnnotationError, match=message):
+        load_dataset({"name": "mpii", "format": "mpii", "annotations": str(csv_path), "fps": 29.4})
+    with pytest.raises(FileNotFoundError, match=r"annotation file .*missing\.csv does not exist"):
+        load_dataset({"name": "mpii", "format": "mpii", "annotations": str(tmp_path / "missing.csv"), "fps": 29.4})

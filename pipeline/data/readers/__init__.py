@@ -12,7 +12,7 @@ A spec is the dataset's entry in the workflow config:
     # any keyword of the format's reader, e.g. mapping, background, participant_pattern, splits
 
 A dataset starts from its videos (decoded, then a CNN frame classifier) or from its features (a
-linear frame classifier): `input_route(spec)` says which. For `format: mstcn` without `videos`,
+linear frame classifier): `input_route(spec)` (`pipeline.dataset_spec`) says which. For `format: mstcn` without `videos`,
 `features` defaults to `<annotations>/features` when that folder exists.
 """
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+from ...dataset_spec import features_folder, input_route, required_paths
 from ..dataset import Dataset
 from ..precomputed import attach_features
 from ..videos import attach_videos
@@ -40,43 +41,12 @@ READERS = {
 # `relabel`, it names a class after the renaming.
 OWN_BACKGROUND = {"mstcn", "breakfast"}
 SPEC_KEYS = {"name", "format", "annotations", "videos", "features", "fps", "relabel"}
-ROUTES = ("videos", "features")
 
 
 def reader_options(format_name: str) -> list[str]:
     """The extra spec keys a format accepts (its reader's keyword arguments)."""
     parameters = list(inspect.signature(READERS[format_name]).parameters)
     return [p for p in parameters[1:] if p not in SPEC_KEYS]
-
-
-def features_folder(spec: dict, base_dir: str | Path | None = None) -> Path | None:
-    """Where a spec's precomputed features are: its `features` key, or for an MS-TCN folder without
-    `videos` its `features/` subfolder when that exists; None for a dataset read from its videos."""
-    base = Path(base_dir) if base_dir is not None else Path.cwd()
-    if spec.get("features"):
-        return base / spec["features"]
-    if spec.get("format") == "mstcn" and not spec.get("videos") and spec.get("annotations"):
-        default = base / spec["annotations"] / "features"
-        if default.is_dir():
-            return default
-    return None
-
-
-def input_route(spec: dict, base_dir: str | Path | None = None) -> str:
-    """"videos" or "features": what the dataset's frame classifier starts from."""
-    name = spec.get("name", "<unnamed>")
-    if spec.get("videos") and spec.get("features"):
-        raise ValueError(f"dataset {name!r}: give either 'videos' (decode and fine-tune a CNN) or 'features' "
-                         "(precomputed per-frame features), not both")
-    if spec.get("videos"):
-        return "videos"
-    if features_folder(spec, base_dir) is not None:
-        return "features"
-    hint = ""
-    if spec.get("format") == "mstcn" and spec.get("annotations"):
-        base = Path(base_dir) if base_dir is not None else Path.cwd()
-        hint = f" (nor is there a features folder {base / spec['annotations'] / 'features'})"
-    raise ValueError(f"dataset {name!r}: neither 'videos' nor 'features' is given{hint}; the pipeline needs one")
 
 
 def load_dataset(spec: dict, base_dir: str | Path | None = None) -> Dataset:
@@ -115,7 +85,7 @@ def load_dataset(spec: dict, base_dir: str | Path | None = None) -> Dataset:
     return dataset
 
 
-__all__ = ["READERS", "features_folder", "input_route", "load_dataset", "read_breakfast", "read_mpii", "read_mstcn", "read_salads", "read_spec", "reader_options"]
+__all__ = ["READERS", "features_folder", "input_route", "load_dataset", "required_paths", "read_breakfast", "read_mpii", "read_mstcn", "read_salads", "read_spec", "reader_options"]
 
 
 def read_spec(source: str, name: str | None = None) -> dict:

@@ -62,10 +62,11 @@ def read_breakfast(
         found = sorted({r[2] for ranges in parsed.values() for r in ranges} - {background})
         class_names = ([background] if background else []) + found
     ids = {label: index for index, label in enumerate(class_names)}
-    videos = {}
+    videos, annotated_in = {}, {}
     for path, ranges in parsed.items():
         if path.stem in videos:
-            raise AnnotationError(path, f"video {path.stem!r} is annotated twice")
+            raise AnnotationError(path, f"video {path.stem!r} is annotated twice, also in {annotated_in[path.stem]}")
+        annotated_in[path.stem] = path
         id_ranges = [(first, last, class_id(ids, label, path, line, mapping), line)
                      for first, last, label, line in ranges]
         videos[path.stem] = Video(

@@ -3,7 +3,7 @@
 One row per annotated activity: `subject, file_name, start_frame, end_frame, category_id,
 category_name[, ...]` (a header row is allowed and skipped; extra columns are ignored). Frames are
 1-based and inclusive, as in the MPII Cooking releases; `first_frame=0` reads 0-based files.
-Frames no activity covers get an added background class (88 classes on MPII Cooking 2, SPEC.md 1);
+Frames no activity covers get an added background class (88 classes on MPII Cooking 2, docs/method.md §1);
 a video's length is its last annotated frame. Classes: background first, then the categories in
 order of their ids. Overlapping activities: the later-starting one wins.
 """

@@ -35,8 +35,9 @@ def read_ground_truth(path: Path, ids: dict[str, int], mapping_path=None) -> np.
     return labels
 
 
-def read_bundle_splits(splits_dir: Path) -> list[Split]:
-    """train/test.splitN.bundle for N = 1, 2, ... as far as both files exist."""
+def read_bundle_splits(splits_dir: Path, videos: set[str]) -> list[Split]:
+    """train/test.splitN.bundle for N = 1, 2, ... as far as both files exist; every name must be one
+    of `videos` (those with ground truth) and appear once, else an error names the bundle and line."""
     splits = []
     number = 1
     while (splits_dir / f"train.split{number}.bundle").is_file():
@@ -45,7 +46,18 @@ def read_bundle_splits(splits_dir: Path) -> list[Split]:
             raise FileNotFoundError(f"{test_path} is missing (its train bundle exists)")
         sides = []
         for path in (splits_dir / f"train.split{number}.bundle", test_path):
-            names = [re.sub(r"\.txt$", "", line.strip()) for line in path.read_text().splitlines() if line.strip()]
+            names = []
+            for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                video = re.sub(r"\.txt$", "", line.strip())
+                if video not in videos:
+                    raise AnnotationError(path, f"video {video!r} has no ground-truth file", line_number)
+                if video in names:
+                    raise AnnotationError(path, f"video {video!r} is listed twice", line_number)
+                names.append(video)
+            if not names:
+                raise AnnotationError(path, "lists no video")
             sides.append(names)
         splits.append(Split(train=sides[0], test=sides[1]))
         number += 1
@@ -80,7 +92,7 @@ def read_mstcn(
             labels=read_ground_truth(path, ids, mapping_path),
         )
     if splits == "bundles":
-        split_list = read_bundle_splits(root / "splits")
+        split_list = read_bundle_splits(root / "splits", set(videos))
     elif splits == "leave_person_out":
         split_list = leave_person_out({v.name: v.participant for v in videos.values()}, num_splits)
     else:

@@ -7,13 +7,14 @@
 
 Timestamps are the dataset's microsecond clock, not frame numbers: frame f belongs to a segment
 when start_ts <= ts[f] <= end_ts. Only lowest-level labels are kept, plus an added background
-class for frames no lowest-level segment covers (52 classes, SPEC.md 1). Where segments overlap
+class for frames no lowest-level segment covers (52 classes, docs/method.md §1). Where segments overlap
 (about 100 places in the real files, by up to 23 s) the later-starting one wins. Videos are named
 "rgb-<id>" like the recordings and the MS-TCN files.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from ..splits import leave_person_out, participant_from_name
 from .common import read_name_list
 
 SEQUENCE_FILE = re.compile(r"^(.+)-activityAnnotation\.txt$")
+log = logging.getLogger(__name__)
 
 
 def parse_activity_annotation(path: Path, keep: set[str], skip: set[str]) -> list[tuple[int, int, str, int]]:
@@ -44,6 +46,9 @@ def parse_activity_annotation(path: Path, keep: set[str], skip: set[str]) -> lis
         elif label not in skip:
             raise AnnotationError(path, f"label {label!r} is neither a lowest-level nor a known higher-level action",
                                   line_number)
+    if not segments:
+        raise AnnotationError(path, "no lowest-level segment (an empty annotation would make the whole video "
+                                    "background)")
     return segments
 
 
@@ -68,11 +73,17 @@ def read_timestamps(path: Path) -> np.ndarray:
     return stamps
 
 
-def frame_labels(segments, timestamps: np.ndarray, ids: dict[str, int], background_id: int) -> np.ndarray:
+def frame_labels(segments, timestamps: np.ndarray, ids: dict[str, int], background_id: int,
+                 path: Path | None = None) -> np.ndarray:
+    """Frame-wise labels; a segment no frame's timestamp falls in is dropped with a warning naming
+    `path` and its line (it lies outside the recording, or between two frames)."""
     labels = np.full(len(timestamps), background_id, dtype=np.int64)
-    for start, end, label, _line in sorted(segments, key=lambda s: (s[0], s[1])):
+    for start, end, label, line in sorted(segments, key=lambda s: (s[0], s[1])):
         first = np.searchsorted(timestamps, start, side="left")
         last = np.searchsorted(timestamps, end, side="right")
+        if first >= last:
+            log.warning("%s:%d: segment %s (%d-%d) covers no frame: the recording's timestamps run %d-%d; dropped",
+                        path, line, label, start, end, timestamps[0], timestamps[-1])
         labels[first:last] = ids[label]
     return labels
 
@@ -104,7 +115,7 @@ def read_salads(
         videos[video_name] = Video(
             name=video_name,
             participant=participant_from_name(video_name, participant_pattern),
-            labels=frame_labels(segments, timestamps, ids, ids[background]),
+            labels=frame_labels(segments, timestamps, ids, ids[background], path),
         )
     dataset = Dataset(name=name, class_names=class_names, videos=videos, fps=fps,
                       splits=leave_person_out({v.name: v.participant for v in videos.values()}, num_splits),
