@@ -9,6 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 .PHONY: demo test bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ddlstm needs Python >= 3.11 (snakemake 8 does); $(PYTHON) is Python " + sys.version.split()[0] + ": run make with PYTHON=python3.11 (or newer)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)

@@ -9,7 +9,7 @@ the median step time of each is reported with its ratio to nn.LSTM.
     python benchmarks/recurrent.py --sizes paper --repeats 5
     python benchmarks/recurrent.py --implementation reference   # the step-by-step cell
 
-Sizes: "paper" is SPEC.md's recurrent stage (B=128: 64 windows per dataset, T=200, H=128,
+Sizes: "paper" is the paper's recurrent stage (docs/method.md §5) (B=128: 64 windows per dataset, T=200, H=128,
 3 layers, input 64); "demo" the default workflow's (B=32, T=50, H=32, 2 layers, input 24).
 """
 

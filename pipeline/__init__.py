@@ -1,6 +1,11 @@
 """ddlstm: cross-dataset online action recognition with dual-domain LSTMs (Perrett & Damen, CVPR 2019).
 
-Subpackages: `pipeline.models` (LSTM / BNLSTM / DDLSTM and DDBN as PyTorch layers).
+Subpackages: `pipeline.models` (LSTM / BNLSTM / DDLSTM and DDBN as PyTorch layers),
+`pipeline.data` (dataset readers, splits, decoding, precomputed features, synthetic datasets),
+`pipeline.features` (the frame classifiers: BN-Inception from videos, linear on features; logits),
+`pipeline.training` (boundary LSTM, recurrent protocols, online evaluation),
+`pipeline.evaluation` (segmentation metrics), `pipeline.reporting` (tables and figures).
+`python -m pipeline <step>` (or the `ddlstm` command) runs one step; docs/method.md is the method.
 """
 
 __version__ = "0.1.0"

@@ -1,6 +1,7 @@
-"""A two-domain toy problem that exercises LSTM, BNLSTM and DDLSTM end to end in about a minute.
+"""A two-domain toy problem that exercises LSTM, BNLSTM and DDLSTM end to end in about a minute,
+with nothing but the model library (`snakemake toy_demo`; `make demo` runs the whole workflow).
 
-Until the Snakemake workflow exists this is what `make demo` runs. Two synthetic "datasets" share
+Two synthetic "datasets" share
 a task grammar (actions follow each other in a cycle) but not their label vocabularies, and each
 renders frames in its own style (a domain-specific scale and shift of the features). Two pairs of
 actions look identical frame by frame, so only temporal context tells them apart. The models are

@@ -1,4 +1,8 @@
-"""Command-line options generated from a configuration dataclass, one `--flag` per field."""
+"""Command-line options generated from a configuration dataclass, one `--flag` per field.
+
+Each field is declared with `option(default, "help")`: its help text lives beside its default, and
+the command line, `--help` and the tests that keep the workflow's schema in step all read it there.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,16 @@ import argparse
 import json
 import types
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, field, fields
+
+
+def option(default, help: str, choices: tuple | None = None):
+    """A configuration field with its help text and, for a field of a few values, those values (the
+    command line refuses others). A mutable default (a dict) is copied per instance."""
+    metadata = {"help": help, "choices": choices}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 def _base_type(annotation):
@@ -17,20 +30,20 @@ def _base_type(annotation):
     return annotation
 
 
-def add_options(parser: argparse.ArgumentParser, config_class, help_texts: dict[str, str]) -> None:
+def add_options(parser: argparse.ArgumentParser, config_class) -> None:
     """Add `--field-name` for every field of `config_class` (booleans as --x / --no-x, dicts as JSON)."""
     hints = typing.get_type_hints(config_class)
     for item in fields(config_class):
         default = item.default if item.default is not MISSING else item.default_factory()
         kind = _base_type(hints[item.name])
         flag = "--" + item.name.replace("_", "-")
-        text = f"{help_texts[item.name]} (default: {default})"
+        text = f"{item.metadata['help']} (default: {default})"
         if kind is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif kind is dict:
             parser.add_argument(flag, type=json.loads, default=default, help=text)
         else:
-            parser.add_argument(flag, type=kind, default=default, help=text)
+            parser.add_argument(flag, type=kind, default=default, help=text, choices=item.metadata.get("choices"))
 
 
 def config_from(args: argparse.Namespace, config_class):

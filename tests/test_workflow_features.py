@@ -5,10 +5,13 @@ dataset from synthetic videos in a pair with them, through Tables 1, 3 and 5."""
 import csv
 import json
 import os
+import shutil
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from snakemake_runs import SNAKEMAKE, copy_workflow, snakemake
+from snakemake_runs import SNAKEMAKE, copy_workflow, planned, snakemake
 
 from pipeline.data.synthetic.features import write_folder
 
@@ -71,3 +74,28 @@ def test_tables_1_3_and_5_are_written_and_joint_lstm_beats_the_frame_classifier(
 def test_second_run_does_nothing(features_run):
     result = snakemake("-n", "--cores", "2", "--configfile", CONFIG, cwd=features_run)
     assert result.returncode == 0 and "Nothing to be done" in result.stdout
+
+
+def test_a_changed_annotation_or_feature_file_reruns_its_dataset_only(features_run, tmp_path):
+    run = shutil.copytree(features_run, tmp_path / "run", symlinks=True)  # copy2 keeps the times Snakemake compares
+    labels = next((run / "resources/synfeatures/50salads/groundTruth").glob("*.txt"))
+    features = next((run / "resources/synfeatures/breakfast/features").glob("*.npy"))
+    lines = labels.read_text().splitlines()
+    changes = [(labels, lambda: labels.write_text("\n".join(["cut_tomato", *lines[1:]]) + "\n")),
+               (features, lambda: np.save(features, np.load(features) + 1))]
+    for path, change in changes:  # a new time alone reruns nothing: Snakemake also compares checksums
+        original = path.read_bytes()
+        time.sleep(1)
+        change()
+        jobs = planned(snakemake("-n", "--cores", "2", "--configfile", CONFIG, cwd=run))
+        assert jobs.get("check_features") == 1 and jobs.get("linear") == 1, (path, jobs)
+        assert not {"synthetic_data", "frames", "finetune", "extract"} & set(jobs), jobs
+        path.write_bytes(original)
+    # a file the dataset needs, missing before a run: the plan stops, naming it
+    (tmp_path / "fresh").mkdir()
+    fresh = copy_workflow(tmp_path / "fresh")
+    shutil.copytree(run / "resources/synfeatures", fresh / "resources/synfeatures")
+    (fresh / "resources/synfeatures/breakfast/mapping.txt").unlink()
+    result = snakemake("-n", "--cores", "2", "--configfile", CONFIG, cwd=fresh)
+    assert result.returncode != 0 and "Missing input files" in result.stdout
+    assert "resources/synfeatures/breakfast/mapping.txt" in result.stdout

@@ -9,25 +9,6 @@ from pathlib import Path
 
 from ..options import add_options, add_restart_option, config_from
 
-FIELD_HELP = {
-    "backbone": "any timm model name",
-    "backbone_args": "JSON object of extra timm.create_model arguments, e.g. '{\"width_multiplier\": 0.25}'",
-    "weights": "initial weights file (.pth/.pt/.safetensors); without it the network trains from scratch",
-    "reverse_channels": "the weights expect BGR input (Caffe/TSN ports): reverse the first convolution's channels",
-    "input_size": "the network's square input size in pixels",
-    "epochs": "passes over the training frames",
-    "batch_size": "frames per step",
-    "frames_per_epoch": "random training frames per epoch (None: all)",
-    "lr": "peak learning rate (cosine decay to 0)",
-    "momentum": "SGD momentum",
-    "weight_decay": "SGD weight decay",
-    "eval_stride": "per-epoch test accuracy on every k-th test frame",
-    "checkpoint_every": "steps between checkpoints",
-    "seed": "random seed: the same seed and configuration give the same weights",
-    "device": "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...",
-}
-
-
 def _dataset_arguments(parser):
     parser.add_argument("--dataset", required=True,
                         help="dataset spec: inline JSON, or a JSON/YAML file (with --name to pick one of several)")
@@ -55,7 +36,7 @@ def finetune_main(argv=None) -> int:
 
     _dataset_arguments(parser)
     parser.add_argument("--output-dir", required=True, help="folder for model.pt, checkpoint.pt, metrics.csv")
-    add_options(parser, FinetuneConfig, FIELD_HELP)
+    add_options(parser, FinetuneConfig)
     add_restart_option(parser)
     args = parser.parse_args(argv)
     config = config_from(args, FinetuneConfig)
@@ -97,15 +78,6 @@ def none_row_main(argv=None) -> int:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(text + "\n")
     return 0
-
-
-LINEAR_HELP = {
-    "max_frames": "training frames fitted on, sampled evenly over all training videos (bounds memory)",
-    "iterations": "L-BFGS iterations",
-    "weight_decay": "L2 penalty on the weights",
-    "seed": "picks each training video's sampling offset",
-    "device": "'auto' (CUDA when present), 'cpu', 'cuda', ...",
-}
 
 
 def _feature_source(args):
@@ -154,7 +126,7 @@ def linear_main(argv=None) -> int:
     parser.add_argument("--work-dir", required=True, help="folder for model.pt and metrics.json")
     from .linear import LinearConfig
 
-    add_options(parser, LinearConfig, LINEAR_HELP)
+    add_options(parser, LinearConfig)
     args = parser.parse_args(argv)
     from .linear import train_and_extract
 

@@ -1,4 +1,4 @@
-"""Fine-tuning the frame classifier on one split's training frames (SPEC.md 2, stage 2).
+"""Fine-tuning the frame classifier on one split's training frames (docs/method.md §2).
 
 Single frames with their frame-wise labels, cross-entropy, SGD with momentum and a cosine learning
 rate over all steps. Resumable exactly: every step's frames, crops and dropout are functions of
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..device import select_device
 from ..io import save_torch, write_csv, write_text
+from ..options import option
 from ..progress import progress_bar
 from ..sgd import SGD
 from .backbone import create_backbone
@@ -38,21 +39,27 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FinetuneConfig:
-    backbone: str = "bninception"  # any timm model name
-    backbone_args: dict = field(default_factory=dict)  # extra timm.create_model arguments, e.g. width_multiplier
-    weights: str | None = None  # initial weights file (the paper: HMDB51); None trains from scratch
-    reverse_channels: bool = False  # the weights expect BGR input (Caffe/TSN ports)
-    input_size: int = 224  # the network's square input, in pixels
-    epochs: int = 2
-    batch_size: int = 32
-    frames_per_epoch: int | None = None  # random training frames per epoch; None: all of them
-    lr: float = 0.001  # peak learning rate, cosine-decayed to 0 over all steps
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    eval_stride: int = 5  # test accuracy after each epoch on every k-th test frame
-    checkpoint_every: int = 200  # steps between checkpoints (and one at each epoch's end)
-    seed: int = 0
-    device: str = "auto"  # "auto": CUDA when present, else the CPU
+    backbone: str = option("bninception", "any timm model name")
+    backbone_args: dict = option(
+        {},
+        "JSON object of extra timm.create_model arguments, e.g. '{\"width_multiplier\": 0.25}'")
+    weights: str | None = option(
+        None,
+        "initial weights file (.pth/.pt/.safetensors); without it the network trains from scratch")
+    reverse_channels: bool = option(
+        False,
+        "the weights expect BGR input (Caffe/TSN ports): reverse the first convolution's channels")
+    input_size: int = option(224, "the network's square input size in pixels")
+    epochs: int = option(2, "passes over the training frames")
+    batch_size: int = option(32, "frames per step")
+    frames_per_epoch: int | None = option(None, "random training frames per epoch (None: all)")
+    lr: float = option(0.001, "peak learning rate (cosine decay to 0)")
+    momentum: float = option(0.9, "SGD momentum")
+    weight_decay: float = option(5e-4, "SGD weight decay")
+    eval_stride: int = option(5, "per-epoch test accuracy on every k-th test frame")
+    checkpoint_every: int = option(200, "steps between checkpoints (and one at each epoch's end)")
+    seed: int = option(0, "random seed: the same seed and configuration give the same weights")
+    device: str = option("auto", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
 
     def resumable_fields(self) -> dict:
         """What must match for a checkpoint to be continued (the device may change)."""

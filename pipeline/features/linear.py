@@ -35,6 +35,7 @@ from ..data.dataset import Dataset
 from ..data.precomputed import FeatureSource
 from ..device import select_device
 from ..io import save_torch, write_text
+from ..options import option
 from ..progress import progress_bar
 from .logits import LogitsWriter
 
@@ -63,11 +64,13 @@ def _pin_mmap_threshold() -> None:
 
 @dataclass
 class LinearConfig:
-    max_frames: int = 200_000  # training frames fitted on, sampled evenly over all training videos
-    iterations: int = 200  # L-BFGS iterations (each one or a few full-batch evaluations)
-    weight_decay: float = 1e-4  # L2 penalty on the weights (not the biases)
-    seed: int = 0  # picks each video's sampling offset
-    device: str = "auto"  # "auto": CUDA when present, else the CPU
+    max_frames: int = option(
+        200_000,
+        "training frames fitted on, sampled evenly over all training videos (bounds memory)")
+    iterations: int = option(200, "L-BFGS iterations")
+    weight_decay: float = option(1e-4, "L2 penalty on the weights")
+    seed: int = option(0, "picks each training video's sampling offset")
+    device: str = option("auto", "'auto' (CUDA when present), 'cpu', 'cuda', ...")
 
 
 def sample_frames(lengths: list[int], max_frames: int, seed: int) -> list[np.ndarray]:

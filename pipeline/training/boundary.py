@@ -1,4 +1,4 @@
-"""The boundary-prediction LSTM (SPEC.md 2, stage 3; after Li et al., ECCV 2016).
+"""The boundary-prediction LSTM (docs/method.md §2 and §7; after Li et al., ECCV 2016).
 
 For frame t the target is a Gaussian N(d_t, s^2) at the true next action boundary: d_t frames
 until the label changes (the video's end counts as a boundary), clipped to the horizon (the
@@ -34,6 +34,7 @@ from ..data.dataset import natural_key
 from ..device import select_device
 from ..features.logits import Logits, LogitsWriter
 from ..models import create_model
+from ..options import option
 from ..sgd import SGD
 from .loop import Trainer
 from .sequences import SplitSequences
@@ -45,20 +46,25 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BoundaryConfig:
-    history: int = 200  # window length and horizon of the boundary distance, in frames
-    hidden: int = 64  # LSTM units
-    target_std: float = 5.0  # s: the target Gaussian's standard deviation, in frames
-    batch_size: int = 64  # windows per step
-    iterations: int = 2000
-    lr: float = 0.01
-    momentum: float = 0.9
-    clip_grad_norm: float = 5.0  # gradient norm limit (0: none)
-    checkpoint_every: int = 500
-    log_every: int = 50
-    eval_batch: int = 256  # windows per forward when predicting every frame
-    folds: int = 4  # cross-fitting: each training video predicted by a model that did not see it (1: none)
-    seed: int = 0
-    device: str = "auto"
+    history: int = option(200, "window length and horizon of the boundary distance, in frames")
+    hidden: int = option(64, "LSTM units")
+    target_std: float = option(
+        5.0,
+        "standard deviation of the target Gaussian at the next boundary, in frames")
+    batch_size: int = option(64, "windows per step")
+    iterations: int = option(2000, "training steps")
+    lr: float = option(0.01, "SGD learning rate")
+    momentum: float = option(0.9, "SGD momentum")
+    clip_grad_norm: float = option(5.0, "gradient norm limit (0: none)")
+    checkpoint_every: int = option(500, "steps between checkpoints")
+    log_every: int = option(50, "steps between rows of train_log.csv")
+    eval_batch: int = option(256, "windows per forward pass when predicting every frame")
+    folds: int = option(
+        4,
+        "cross-fitting: K models each without one fold of the training videos (by participant) predict "
+        "that fold, one model on all of them the test videos; 1: one model predicts every video")
+    seed: int = option(0, "random seed: the same seed and configuration give the same model")
+    device: str = option("auto", "'auto' (CUDA when present), 'cpu', 'cuda', ...")
 
 
 def boundary_distances(labels: np.ndarray, horizon: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Training LSTM / BNLSTM / DDLSTM under the paper's protocols, and online evaluation (SPEC.md 4).
+"""Training LSTM / BNLSTM / DDLSTM under the paper's protocols, and online evaluation (docs/method.md §5-7).
 
 Protocols, over one or two datasets (the same split number of each):
 
@@ -43,12 +43,14 @@ from ..device import select_device
 from ..evaluation.metrics import mstcn_background, pool, score_video
 from ..io import write_csv, write_text
 from ..models import create_model
+from ..options import option
 from ..sgd import SGD
 from .loop import Trainer
 from .sequences import SplitSequences
 from .windows import ALIGNMENTS, IGNORE, gather_windows, sample_ends, stack_by_video, window_targets
 
 PROTOCOLS = ("single", "joint", "pretrain_finetune")
+MODELS = ("lstm", "bnlstm", "ddlstm")
 EVAL_LABELS = ("all", "own")
 INPUT_LAYOUTS = ("blocks", "shared")
 FOREIGN = -1  # the prediction stored for a frame classified as one of the other dataset's labels
@@ -56,30 +58,47 @@ FOREIGN = -1  # the prediction stored for a frame classified as one of the other
 
 @dataclass
 class RecurrentConfig:
-    protocol: str = "joint"  # single | joint | pretrain_finetune
-    model: str = "ddlstm"  # lstm | bnlstm | ddlstm
-    layers: int = 3
-    hidden: int = 128  # units per layer
-    history: int = 200  # window length in frames
-    lookahead: bool = False  # windows also hold history // 2 future frames
-    eval_labels: str = "all"  # all | own: the labels a test frame may be predicted as
-    input_layout: str = "blocks"  # blocks | shared: where each dataset's logits enter the input vector
-    short_windows: str = "end"  # end | start: where a window shorter than the history sits
-    batch_size: int = 128  # windows per step (both datasets together when joint)
-    domain_share: float = 0.5  # joint: fraction of each batch from dataset 1
-    iterations: int = 50_000  # steps (per phase for pretrain_finetune)
-    lr: float = 0.01
-    momentum: float = 0.0  # the paper gives only the learning rate: plain SGD
-    alpha_init: float = 0.75
-    alpha_lr_scale: float = 1.0  # the alphas' learning rate is lr times this
-    learnable_affine: bool = False  # gamma/beta of the BNs learnable (fixed 0.1 / 0 in the paper)
-    clip_grad_norm: float = 0.0  # gradient norm limit (0: none, as the paper states none)
-    checkpoint_every: int = 1000
-    log_every: int = 100  # iterations between train-log and alpha-log rows
-    eval_every: int = 0  # iterations between evaluations during training (0: only at the end)
-    eval_batch: int = 512  # windows per forward in evaluation
-    seed: int = 0
-    device: str = "auto"
+    protocol: str = option(
+        "joint",
+        "single, joint or pretrain_finetune (pre-trains on the first --inputs file)", choices=PROTOCOLS)
+    model: str = option("ddlstm", "lstm, bnlstm or ddlstm", choices=MODELS)
+    layers: int = option(3, "recurrent layers (1..10)")
+    hidden: int = option(128, "units per layer")
+    history: int = option(200, "window length in frames")
+    lookahead: bool = option(
+        False,
+        "windows also hold history // 2 future frames (the paper's look-ahead tables)")
+    eval_labels: str = option(
+        "all",
+        "all: a test frame takes the argmax over every dataset's labels (another dataset's counts as "
+        "wrong); own: the argmax over its own dataset's labels", choices=EVAL_LABELS)
+    input_layout: str = option(
+        "blocks",
+        "blocks: each dataset's logits in input columns of its own; shared: in the same columns, zero-"
+        "padded to the larger", choices=INPUT_LAYOUTS)
+    short_windows: str = option(
+        "end",
+        "end: a window shorter than the history sits at the last timesteps after padding; start: from "
+        "timestep 0, padding after it", choices=ALIGNMENTS)
+    batch_size: int = option(128, "windows per step, both datasets together when joint")
+    domain_share: float = option(0.5, "joint: fraction of each batch from the first dataset")
+    iterations: int = option(50_000, "training steps (per phase for pretrain_finetune)")
+    lr: float = option(0.01, "SGD learning rate")
+    momentum: float = option(0.0, "SGD momentum (the paper gives none: 0)")
+    alpha_init: float = option(0.75, "initial value of every DDLSTM alpha")
+    alpha_lr_scale: float = option(1.0, "the alphas' learning rate is lr times this")
+    learnable_affine: bool = option(
+        False,
+        "learn the BNs' gamma and beta (the paper fixes them at 0.1 and 0)")
+    clip_grad_norm: float = option(0.0, "gradient norm limit (0: none, as in the paper)")
+    checkpoint_every: int = option(1000, "steps between checkpoints")
+    log_every: int = option(100, "steps between rows of train_log.csv and alphas.csv")
+    eval_every: int = option(
+        0,
+        "steps between evaluations on the test videos during training (0: only at the end)")
+    eval_batch: int = option(512, "windows per forward pass in evaluation")
+    seed: int = option(0, "random seed: the same seed and configuration give the same model and metrics")
+    device: str = option("auto", "'auto' (CUDA when present), 'cpu', 'cuda', ...")
 
     @property
     def lookahead_frames(self) -> int:
@@ -284,7 +303,7 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
                 if layer.alpha is not None and layer.alpha.grad is not None:
                     layer.alpha.grad.mul_(config.alpha_lr_scale)
         optimizer.step()
-        model.recurrent.constrain_alphas_()  # alphas back into [n_i / N, 1] (SPEC.md 3)
+        model.recurrent.constrain_alphas_()  # alphas back into [n_i / N, 1] (docs/method.md §4)
         done = iteration + 1
         if config.model == "ddlstm" and (done % config.log_every == 0 or done == total):
             for layer, values in enumerate(model.recurrent.alphas().tolist(), start=1):

@@ -1,4 +1,4 @@
-"""Windows of `history` frames, as the recurrent models see a video (SPEC.md 4).
+"""Windows of `history` frames, as the recurrent models see a video (docs/method.md §6).
 
 The window of frame k ends at frame k + lookahead (lookahead = 0 online, history // 2 with
 look-ahead) and starts history - 1 frames earlier. Frames outside the video are padding: masked,

@@ -2,13 +2,24 @@
 # rules. Everything else (the work itself) is the package's command line: `python -m pipeline`.
 import json
 import shlex
+import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
-from pipeline.data.readers import input_route
+# The package's spec rules, from this checkout (snakemake may run from an environment without it).
+sys.path.insert(0, workflow.basedir)
+from pipeline.dataset_spec import input_route, required_paths
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+
+# Every job runs the package of this checkout, whatever environment runs it (a --use-conda environment
+# holds only the dependencies, workflow/envs/ddlstm.yaml). Snakemake's own prefix stays first; the
+# prefix is formatted like a rule's command, hence the doubled braces of ${PYTHONPATH:+...}.
+shell.prefix(
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+)
 
 DATASETS = list(config["datasets"])
 PAIRS = [tuple(pair) for pair in config["pairs"]]
@@ -112,8 +123,29 @@ def dataset_spec(wildcards):
     return json.dumps({"name": wildcards.dataset, **config["datasets"][wildcards.dataset]})
 
 
-def synthetic_manifest(wildcards):
-    return [f"{SYNTHETIC['output']}/manifest.json"] if SYNTHETIC["generate"] else []
+def _files_under(path):
+    """Every file under a folder (or the file itself)."""
+    path = Path(path)
+    if path.is_dir():
+        return sorted(str(p) for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+    return [str(path)]
+
+
+def dataset_files(wildcards):
+    """What a dataset is read from: every file of its annotations, mapping, videos or features (a
+    synthetic dataset: the generator's manifest). A changed file reruns that dataset's jobs and what
+    follows them; a path the dataset needs that does not exist stops the run before any job, naming it."""
+    name = wildcards.dataset
+    if SYNTHETIC["generate"] and name in SYNTHETIC_NAMES:
+        return [f"{SYNTHETIC['output']}/manifest.json"]
+    needed = required_paths(config["datasets"][name])
+    missing = [path for path in needed if not Path(path).exists()]
+    return missing or sorted({file for path in needed for file in _files_under(path)})
+
+
+def initial_weights(wildcards):
+    """The frame classifier's initial weights file, when the config names one."""
+    return [config["features"]["weights"]] if config["features"].get("weights") else []
 
 
 def frames_options():

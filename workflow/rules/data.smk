@@ -23,7 +23,7 @@ rule synthetic_data:
 rule frames:
     """Decode a dataset's videos into frame stores aligned with its labels."""
     input:
-        synthetic_manifest,
+        dataset_files,
     output:
         report="results/frames/{dataset}/report.csv",
     wildcard_constraints:
@@ -43,11 +43,13 @@ rule frames:
         "../envs/ddlstm.yaml"
     shell:
         "python -m pipeline frames --dataset {params.spec:q} --output-dir results/frames/{wildcards.dataset} "
-        "--report {output.report} {params.options} 2> {log}"
+        "--report {output.report} {params.options} > {log} 2>&1"
 
 
 rule check_features:
     """Check a dataset's precomputed feature arrays (present, one dimension, finite, long enough) before any training."""
+    input:
+        dataset_files,
     output:
         report="results/precomputed/{dataset}/report.csv",
     wildcard_constraints:

@@ -5,6 +5,7 @@ rule finetune:
     """Fine-tune the frame classifier on one split's training frames."""
     input:
         frames="results/frames/{dataset}/report.csv",
+        weights=initial_weights,
     output:
         model="results/features/{dataset}/split{split}/finetune/model.pt",
         metrics="results/features/{dataset}/split{split}/finetune/metrics.csv",
@@ -29,7 +30,7 @@ rule finetune:
     shell:
         "python -m pipeline finetune --restart-on-change --dataset {params.spec:q} --split {wildcards.split} "
         "--frames results/frames/{wildcards.dataset} --store {params.store} --fps {params.fps} "
-        "--output-dir results/features/{wildcards.dataset}/split{wildcards.split}/finetune {params.options} 2> {log}"
+        "--output-dir results/features/{wildcards.dataset}/split{wildcards.split}/finetune {params.options} > {log} 2>&1"
 
 
 rule extract:
@@ -60,7 +61,7 @@ rule extract:
     shell:
         "python -m pipeline extract --dataset {params.spec:q} --split {wildcards.split} "
         "--frames results/frames/{wildcards.dataset} --store {params.store} --fps {params.fps} "
-        "--model {input.model} --output {output.logits} --batch-size {params.batch} 2> {log}"
+        "--model {input.model} --output {output.logits} --batch-size {params.batch} > {log} 2>&1"
 
 
 rule linear:

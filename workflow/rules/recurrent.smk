@@ -19,7 +19,7 @@ rule boundary:
         "../envs/ddlstm.yaml"
     shell:
         "python -m pipeline boundary --restart-on-change --logits {input.logits} --output {output.inputs} "
-        "--work-dir results/boundary/{wildcards.dataset}/split{wildcards.split}/work {params.options} 2> {log}"
+        "--work-dir results/boundary/{wildcards.dataset}/split{wildcards.split}/work {params.options} > {log} 2>&1"
 
 
 rule train:
