@@ -1,4 +1,4 @@
-"""DDBN and its contribution functions against an independent float64 reading of SPEC.md 3."""
+"""DDBN and its contribution functions against an independent float64 reading of docs/method.md §4."""
 
 import math
 
@@ -10,7 +10,7 @@ from pipeline.models.contribution import contribution_directions
 
 
 def spec_ddbn(x, n1, alpha1, alpha2, eps, gamma=0.1, beta=0.0):
-    """SPEC.md 3 written out sample by sample in float64 (eq. 5-9), domain 1 first."""
+    """docs/method.md §4 written out sample by sample in float64 (eq. 5-9), domain 1 first."""
     n, f = len(x), len(x[0])
     tau = [
         [(1 - math.tanh(j - alpha1 * n)) / 2 for j in range(n)],

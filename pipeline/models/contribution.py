@@ -1,7 +1,7 @@
 """Contribution functions of dual-domain batch normalisation (DDBN).
 
 Perrett & Damen, "DDLSTM: Dual-Domain LSTM for Cross-Dataset Action Recognition", CVPR 2019,
-eq. 5-6, with the reading fixed in SPEC.md section 3: a batch of N samples holds domain 1 in rows
+eq. 5-6, with the reading fixed in docs/method.md §4: a batch of N samples holds domain 1 in rows
 0..n1-1 and domain 2 in rows n1..N-1, and the weight of row j in domain i's batch statistics is
 
     tau_1(j) = (1 - tanh(j - alpha_1 * N)) / 2

@@ -11,7 +11,7 @@
 The affine part is beta + gamma * x_hat with gamma = 0.1 and beta = 0, fixed by default as in the
 paper; `learnable_affine=True` makes both parameters, starting from those values.
 
-Batch variance is the weighted (biased) variance of SPEC.md eq. 9. Population statistics are
+Batch variance is the weighted (biased) variance of docs/method.md §3 (eq. 9). Population statistics are
 exponential moving averages (`momentum`, 0.1 by default) of the batch mean and that variance, per
 domain and timestep; a domain with no unpadded row at a timestep leaves its statistics alone.
 
@@ -256,7 +256,7 @@ class BN(DDBN):
 
     def forward(self, x, t, domain_sizes=None, domain=None, mask=None, weights=None):
         # One population whatever the rows' domains: BN on the cell state of a DDLSTM
-        # normalises the whole mixed batch (SPEC.md 3).
+        # normalises the whole mixed batch (docs/method.md §3).
         n = x.shape[0]
         return super().forward(x, t, domain_sizes=[n], domain=0, mask=mask, weights=weights)
 

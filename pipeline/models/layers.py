@@ -1,6 +1,6 @@
 """One recurrent layer: LSTM, BNLSTM or DDLSTM cell over a sequence, with injected normalisation.
 
-Gate order f, i, o, g (SPEC.md 3):
+Gate order f, i, o, g (docs/method.md §3):
 
     [f; i; o; g] = N_h(W_h h_{t-1}) + N_x(W_x x_t) + b
     c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)

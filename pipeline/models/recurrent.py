@@ -216,7 +216,7 @@ class DDLSTM(RecurrentStack):
 
 
 def project_alphas_after_step(optimizer: torch.optim.Optimizer, model: nn.Module):
-    """Keep every alpha of `model` in range after each `optimizer.step()` (SPEC.md 3).
+    """Keep every alpha of `model` in range after each `optimizer.step()` (docs/method.md §4).
 
     Returns the hook handle (``handle.remove()`` detaches it).
     """

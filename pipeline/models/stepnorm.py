@@ -1,6 +1,6 @@
 """Per-timestep weighted batch normalisation, forward and backward, for the fused kernel.
 
-The maths of SPEC.md eq. 8-9 for one timestep, written for speed: a normaliser serves k "sides"
+The maths of docs/method.md §4 (eq. 8-9) for one timestep, written for speed: a normaliser serves k "sides"
 that share one gradient (the input and hidden sides of a layer both add into the gate
 pre-activations, so both get the same dz; the cell state is a normaliser with k = 1). Each step's
 values sit in one row-major buffer [a | a^2] of width 2 W (W = k F), so the statistics of all
