@@ -15,16 +15,20 @@ from pipeline.models import (
     list_models,
     project_alphas_after_step,
 )
+from pipeline.models import native
 
 MODELS = (LSTM, BNLSTM, DDLSTM)
+# The two fast implementations of the same function; the native one where it can be compiled.
+KERNELS = ("fused", pytest.param("native", marks=pytest.mark.skipif(
+    not native.available(), reason=f"the native kernel cannot be built here: {native.unavailable_reason()}")))
 
 
-def _pair(cls, **kwargs):
-    """The same randomly initialised model twice: reference cell and fused kernel (float64)."""
+def _pair(cls, kernel="fused", **kwargs):
+    """The same randomly initialised model twice: reference cell and a fast kernel (float64)."""
     torch.manual_seed(0)
     ref = cls(5, 6, kwargs.pop("layers", 2), implementation="reference", **kwargs).double()
     fast = copy.deepcopy(ref)
-    fast.implementation = "fused"
+    fast.implementation = kernel
     return ref, fast
 
 
@@ -40,8 +44,9 @@ def _mask(batch, steps):
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize("learnable_affine", [False, True])
 @pytest.mark.parametrize("sizes", [[6, 2], [4, 4]])  # equal blocks take a broadcast path
-def test_fused_kernel_equals_reference_cell(cls, masked, learnable_affine, sizes):
-    ref, fast = _pair(cls, layers=3, max_timesteps=4, learnable_affine=learnable_affine)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernels_equal_reference_cell(cls, masked, learnable_affine, sizes, kernel):
+    ref, fast = _pair(cls, kernel, layers=3, max_timesteps=4, learnable_affine=learnable_affine)
     if learnable_affine:
         with torch.no_grad():
             for name, p in ref.named_parameters():
@@ -63,8 +68,9 @@ def test_fused_kernel_equals_reference_cell(cls, masked, learnable_affine, sizes
         torch.testing.assert_close(b_fast, b_ref, rtol=1e-10, atol=1e-12, msg=name)
 
 
-def test_fused_kernel_input_gradient_and_float32():
-    ref, fast = _pair(DDLSTM)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernel_input_gradient_and_float32(kernel):
+    ref, fast = _pair(DDLSTM, kernel)
     x = torch.randn(6, 5, 5, dtype=torch.float64, requires_grad=True)
     x_fast = x.detach().clone().requires_grad_()
     ref(x, domain_sizes=[3, 3]).sum().backward()
@@ -77,10 +83,11 @@ def test_fused_kernel_input_gradient_and_float32():
 
 
 @pytest.mark.parametrize("offset", [0.0, 1000.0])
-def test_float32_kernel_is_accurate_for_inputs_far_from_zero(offset):
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_float32_kernel_is_accurate_for_inputs_far_from_zero(offset, kernel):
     """Statistics as E[a^2] - E[a]^2 lose everything to cancellation in float32 unless the
     kernel centres its input (CNN logits can sit far from zero)."""
-    ref, fast = _pair(DDLSTM)
+    ref, fast = _pair(DDLSTM, kernel)
     fast.float()
     x = torch.randn(16, 6, 5, dtype=torch.float64) + offset
     y_ref = ref(x, domain_sizes=[8, 8])
@@ -190,8 +197,9 @@ def test_streaming_equals_whole_window(cls):
     torch.testing.assert_close(torch.stack(steps, 1), whole, rtol=1e-10, atol=1e-12)
 
 
-def test_streaming_in_training_matches_the_fused_kernel():
-    ref, fast = _pair(DDLSTM)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_streaming_in_training_matches_the_kernels(kernel):
+    ref, fast = _pair(DDLSTM, kernel)
     x = torch.randn(6, 5, 5, dtype=torch.float64)
     state, steps = None, []
     for t in range(5):
@@ -222,8 +230,9 @@ def test_padded_frames_change_nothing(cls):
     assert torch.equal(y_a[0, :3], torch.zeros_like(y_a[0, :3]))
 
 
-def test_three_domain_ddlstm_trains():
-    ref, fast = _pair(DDLSTM, num_domains=3)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_three_domain_ddlstm_trains(kernel):
+    ref, fast = _pair(DDLSTM, kernel, num_domains=3)
     assert fast.alphas().shape == (2, 6)
     x = torch.randn(9, 4, 5, dtype=torch.float64)
     y_ref, y_fast = ref(x, domain_sizes=[3, 4, 2]), fast(x, domain_sizes=[3, 4, 2])
@@ -266,9 +275,10 @@ def test_cuda_matches_cpu():
     torch.testing.assert_close(y_gpu(x.cuda(), domain_sizes=[3, 3]).cpu(), y_cpu)
 
 
-def test_recycled_workspaces_survive_interleaved_passes():
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_recycled_workspaces_survive_interleaved_passes(kernel):
     """Two forwards before their backwards (gradient accumulation) must not share buffers."""
-    ref, fast = _pair(DDLSTM)
+    ref, fast = _pair(DDLSTM, kernel)
     x1 = torch.randn(6, 5, 5, dtype=torch.float64)
     x2 = torch.randn(6, 5, 5, dtype=torch.float64)
     for model in (ref, fast):
@@ -281,8 +291,9 @@ def test_recycled_workspaces_survive_interleaved_passes():
         torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-9, atol=1e-11, msg=name)
 
 
-def test_second_backward_through_the_kernel_is_refused():
-    _, fast = _pair(LSTM)
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_second_backward_through_the_kernel_is_refused(kernel):
+    _, fast = _pair(LSTM, kernel)
     y = fast(torch.randn(4, 3, 5, dtype=torch.float64)).sum()
     y.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="one backward pass"):

@@ -2,9 +2,10 @@
 
     from pipeline.models import DDBN, DDLSTM, BNLSTM, LSTM, create_model
 
-See `recurrent.py` for the models, `ddbn.py` for the normalisation layers, `contribution.py` for
-the contribution functions and their d-domain generalisation, `fused.py` (with `stepnorm.py`
-and `workspace.py`) for the fast kernel.
+See `recurrent.py` for the models, `layers.py` for one layer (the cell, and which kernel runs a
+sequence), `ddbn.py` for the normalisation layers, `contribution.py` for the contribution
+functions and their d-domain generalisation, `native/` for the C++ per-timestep loop on the CPU,
+`fused.py` (with `stepnorm.py` and `workspace.py`) for the tensor kernel that runs on any device.
 """
 
 from .contribution import alpha_index, contribution_weights, num_alphas

@@ -121,20 +121,22 @@ class DDBN(nn.Module):
             lower = self.alpha_lower.to(self.alpha.dtype)
             self.alpha.copy_(torch.minimum(torch.maximum(self.alpha, lower), torch.ones_like(lower)))
 
+    @torch.no_grad()
+    def record_alpha_bounds(self, domain_sizes: Sequence[int]) -> None:
+        """Remember the lower bound of every alpha for a training batch of this composition (what
+        `constrain_alpha_` and `effective_alpha` hold alpha to); pairs absent from it keep theirs."""
+        if self.alpha is not None:
+            bounds = alpha_lower_bounds(domain_sizes).to(self.alpha_lower)
+            used = bounds > 0
+            self.alpha_lower[used] = bounds[used]
+
     def contribution_weights(
         self, domain_sizes: Sequence[int]
     ) -> tuple[torch.Tensor, list[int]]:
-        """Weights (len(present), N) of every row in each present domain's statistics.
-
-        In training mode this also records the batch's alpha bounds (see `constrain_alpha_`).
-        """
+        """Weights (len(present), N) of every row in each present domain's statistics."""
         sizes = check_domain_sizes(domain_sizes, self.num_domains, sum(int(n) for n in domain_sizes))
         if self.alpha is None:
             return self.running_mean.new_ones(1, sum(sizes)), [0]
-        if self.training:
-            bounds = alpha_lower_bounds(sizes).to(self.alpha_lower)
-            used = bounds > 0
-            self.alpha_lower[used] = bounds[used]
         return contribution_weights(self.effective_alpha(), sizes)
 
     # -- forward ---------------------------------------------------------------------------------
@@ -171,6 +173,8 @@ class DDBN(nn.Module):
                 raise ValueError("a DDBN in training mode needs domain_sizes=[n1, n2, ...]")
             domain_sizes = [x.shape[0]]
         sizes = check_domain_sizes(domain_sizes, self.num_domains, x.shape[0])
+        if weights is None:
+            self.record_alpha_bounds(sizes)
         w, present = weights if weights is not None else self.contribution_weights(sizes)
         w = w.to(x.dtype)
         if mask is not None:

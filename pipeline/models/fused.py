@@ -15,8 +15,9 @@ larger ops:
   with `out=` writes, instead of hundreds of fresh allocations;
 * a row's domain statistics are applied by broadcasting over its domain's contiguous block of
   rows, not by gathering per-row copies;
-* tanh is 2 sigmoid(2 z) - 1 (several times faster in PyTorch's CPU kernels): the caller folds
-  the factor 2 into the g-gate's parameters and the cell-state normaliser's affine;
+* tanh is 2 sigmoid(2 z) - 1 (several times faster in PyTorch's CPU kernels): `train_sequence`
+  and `evaluate_layer`, the entry points, fold the factor 2 into the g-gate's parameters and the
+  cell-state normaliser's affine, so that callers pass the layer's real parameters;
 * batch statistics are E[w a] and E[w a^2]; the input- and hidden-side normalisers share their
   weights and their gradient (both add into the gate pre-activations), so one product with
   [W_x x_t | W_h h_{t-1} | their squares] gives both sides' moments, and extra rows of the same
@@ -56,10 +57,11 @@ class FusedRecurrentLayer(torch.autograd.Function):
 
     The output is a transposed view of a time-major (T, N, H) tensor, so that the next layer's
     kernel gets its time-major input without a copy. Inputs are the effective parameters (see
-    `layers.RecurrentLayer._fused`): for normalising layers the g-gate's gamma, beta and bias and
-    the cell normaliser's gamma and beta carry the factor 2 of tanh(z) = 2 sigmoid(2 z) - 1; for
-    the plain LSTM the g-rows of both weight matrices and the bias do. `mask` (N, T) bool marks
-    real frames.
+    `train_sequence`): for normalising layers the g-gate's gamma, beta and bias and the cell
+    normaliser's gamma and beta carry the factor 2 of tanh(z) = 2 sigmoid(2 z) - 1; for the plain
+    LSTM the g-rows of both weight matrices and the bias do. `mask` (N, T) bool marks real frames.
+    Returns (out, mean_x, var_x, mean_h, var_h, mean_c, var_c): the batch statistics (T, d, F),
+    for the running averages, as outputs (empty for the plain LSTM); only `out` is differentiable.
     """
 
     @staticmethod
@@ -161,16 +163,19 @@ class FusedRecurrentLayer(torch.autograd.Function):
         ctx.work = (x_tm, sig, g_all, tanh_all, cc, acts, mask_tm)
         ctx.pooled = (sig, g_all, tanh_all, cc, acts)
         if norm:
+            d = len(spec.blocks)
             moments, var = xh_stats.moments, xh_stats.var
-            spec.stats = {"x": (moments[..., :G] + shift_x, var[..., :G]),
-                          "h": (moments[..., G: 2 * G], var[..., G:]),
-                          "c": (c_stats.moments[..., :H], c_stats.var)}
+            stats = (moments[:, :d, :G] + shift_x, var[..., :G], moments[:, :d, G: 2 * G], var[..., G:],
+                     c_stats.moments[:, :1, :H], c_stats.var)
             ctx.norm = (w_x, w_c, xh_stats, c_stats, gamma_xh)
+        else:
+            stats = (x.new_empty(0),) * 6
         ctx.save_for_backward(w_ih, w_hh, alpha, gx, gh, gc)
-        return out.transpose(0, 1)
+        ctx.mark_non_differentiable(*stats)
+        return (out.transpose(0, 1), *stats)
 
     @staticmethod
-    def backward(ctx, d_out):
+    def backward(ctx, d_out, *_unused_stat_grads):
         if ctx.pooled is None:
             raise RuntimeError(
                 "the fused recurrent kernel supports one backward pass per forward; for "
@@ -283,11 +288,42 @@ class FusedRecurrentLayer(torch.autograd.Function):
         if want_alpha:
             d_alpha = torch.zeros_like(alpha)
             d_alpha[spec.alpha_indices] = alpha_gradient(
-                xh_stats, w_x, coef_all, grad_mean_all, spec.owners, len(blocks)
+                xh_stats.moments, xh_stats.var, w_x.direction_sums, coef_all, grad_mean_all, spec.owners, len(blocks)
             ).to(alpha.dtype)
         POOL.give(*ctx.pooled, d_acts, h_prev)
         ctx.pooled = ctx.work = ctx.norm = None
         return (d_x, d_w_ih, d_w_hh, d_bias, d_alpha, *grads_affine, None, None)
+
+
+def train_sequence(x, w_ih, w_hh, bias, alpha, gx, bx, gh, bh, gc, bc, mask, spec):
+    """One layer in training mode from the real parameters: (out (N, T, H), batch statistics
+    (mean_x, var_x, mean_h, var_h, mean_c, var_c), each (T, d, F), empty without normalisers)."""
+    g_rows = _g_rows(w_hh.shape[1], x)  # tanh(z) = 2 sigmoid(2 z) - 1: the factor 2 of the g-gate
+    if spec is None:
+        out, *stats = FusedRecurrentLayer.apply(x, w_ih * g_rows[:, None], w_hh * g_rows[:, None], bias * g_rows,
+                                                None, None, None, None, None, None, None, mask, None)
+    else:
+        out, *stats = FusedRecurrentLayer.apply(x, w_ih, w_hh, bias * g_rows, alpha, gx * g_rows, bx * g_rows,
+                                                gh * g_rows, bh * g_rows, gc * 2, bc * 2, mask, spec)
+    return out, stats
+
+
+def evaluate_layer(x, w_ih, w_hh, bias, mask, affine: EvalAffine | None):
+    """One layer in evaluation mode from the real parameters and the population statistics as
+    affine maps (`EvalAffine`, with beta_x + beta_h + bias in `shift_gates`), no graph."""
+    g_rows = _g_rows(w_hh.shape[1], x)
+    if affine is None:
+        return evaluate_sequence(x, w_ih * g_rows[:, None], w_hh * g_rows[:, None], bias * g_rows, mask, None)
+    folded = EvalAffine(scale_x=affine.scale_x * g_rows, scale_h=affine.scale_h * g_rows,
+                        shift_gates=affine.shift_gates * g_rows, scale_c=affine.scale_c * 2, shift_c=affine.shift_c * 2)
+    return evaluate_sequence(x, w_ih, w_hh, None, mask, folded)
+
+
+def _g_rows(hidden: int, like: torch.Tensor) -> torch.Tensor:
+    """(4 H,) factors: 1 for the f, i, o rows, 2 for the g rows."""
+    factors = like.new_ones(4 * hidden)
+    factors[3 * hidden:] = 2
+    return factors
 
 
 def _real_mean(x_tm: torch.Tensor, mask_f: torch.Tensor | None) -> torch.Tensor:

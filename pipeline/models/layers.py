@@ -1,6 +1,6 @@
 """One recurrent layer: LSTM, BNLSTM or DDLSTM cell over a sequence, with injected normalisation.
 
-Gate order f, i, o, g (docs/method.md §3):
+The cell (docs/method.md §3), gate order f, i, o, g:
 
     [f; i; o; g] = N_h(W_h h_{t-1}) + N_x(W_x x_t) + b
     c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
@@ -8,14 +8,18 @@ Gate order f, i, o, g (docs/method.md §3):
 
 with N_* the identity (LSTM), per-timestep BN (BNLSTM, Cooijmans et al. 2017, eq. 1-3 of the
 paper) or DDBN on the input and hidden sides and BN on the cell state (DDLSTM, eq. 10). The two
-DDBNs of a layer share one set of alphas.
+DDBNs of a layer share one set of alphas. `step` is this cell at one timestep, written with the
+`ddbn` modules and autograd: the readable reference, and the streaming path.
 
-Two implementations compute the same function:
-* ``"fused"`` (default for whole sequences): `fused.FusedRecurrentLayer`, one autograd node per
-  layer with a hand-written backward through time, and `fused.evaluate_sequence` for
-  evaluation-mode forwards that need no gradient;
-* ``"reference"``: the cell written step by step with `ddbn.DDBN` modules and autograd. It also
-  serves streaming (`step`, one frame at a time) and evaluation-mode forwards with gradients.
+A whole sequence goes through one of three implementations of the same function, which take the
+layer's real parameters (each kernel owns whatever algebra makes it fast):
+
+* "native": the per-timestep loop in C++ (`native/`), CPU only, where it can be compiled;
+* "fused": the tensor kernel (`fused.py`), one autograd node per layer, any device;
+* "reference": `step` at every timestep.
+
+`implementation="auto"` takes the native kernel on the CPU when it is available and the fused one
+elsewhere. Evaluation-mode forwards without a gradient use the fused kernel's graph-free loop.
 """
 
 from __future__ import annotations
@@ -26,13 +30,26 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from . import fused, native
 from .contribution import check_domain_sizes, contribution_directions
 from .ddbn import BN, DDBN, update_running_sequence
-from .fused import EvalAffine, FusedRecurrentLayer, evaluate_sequence
 from .stepnorm import NormSpec
 
 NORMALISATIONS = ("none", "bn", "ddbn")
-IMPLEMENTATIONS = ("fused", "reference")
+IMPLEMENTATIONS = ("auto", "native", "fused", "reference")
+
+
+def resolve_implementation(implementation: str, device: torch.device) -> str:
+    """The implementation that runs: "auto" becomes "native" on the CPU where it is available."""
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    if implementation == "auto":
+        return "native" if device.type == "cpu" and native.available() else "fused"
+    if implementation == "native" and device.type != "cpu":
+        raise ValueError("the native kernel runs on the CPU only; use implementation='fused' on CUDA")
+    if implementation == "native" and not native.available():
+        raise RuntimeError(f"the native kernel could not be built ({native.unavailable_reason()})")
+    return implementation
 
 
 class RecurrentLayer(nn.Module):
@@ -63,10 +80,6 @@ class RecurrentLayer(nn.Module):
         self.weight_ih = nn.Parameter(torch.empty(gates, input_size))
         self.weight_hh = nn.Parameter(torch.empty(gates, hidden_size))
         self.bias = nn.Parameter(torch.empty(gates))
-        # tanh(z) = 2 sigmoid(2 z) - 1: the factor 2 of the g-gate, folded into its parameters.
-        self.register_buffer("gate_scale", torch.tensor([1.0] * 3 * hidden_size + [2.0] * hidden_size),
-                             persistent=False)
-
         if normalisation != "none":
             bn_args = {"max_timesteps": max_timesteps, "eps": eps, "momentum": momentum,
                        "gamma_init": gamma_init, "beta_init": beta_init,
@@ -94,123 +107,7 @@ class RecurrentLayer(nn.Module):
     def alpha(self) -> nn.Parameter | None:
         return self.norm_x.alpha if self.normalisation == "ddbn" else None
 
-    # -- whole sequences --------------------------------------------------------------------------
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        domain_sizes: Sequence[int] | None = None,
-        domain: int | torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
-        implementation: str = "fused",
-    ) -> torch.Tensor:
-        """x (N, T, input_size) -> (N, T, hidden_size), from a zero state.
-
-        mask (N, T) bool marks real frames; padded steps enter no statistic and carry the state
-        through unchanged.
-        """
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
-        if self.training and domain_sizes is not None:
-            domain_sizes = check_domain_sizes(domain_sizes, self.num_domains, x.shape[0])
-        if implementation == "fused":
-            if self.training:
-                return self._fused(x, domain_sizes, mask)
-            if not (torch.is_grad_enabled() and (x.requires_grad or self.weight_ih.requires_grad)):
-                return self._evaluate(x, domain, mask)
-            # evaluation mode with gradients (e.g. frozen statistics): the autograd cell below
-        return self._stepwise(x, domain_sizes, domain, mask)
-
-    def _training_domain_sizes(self, domain_sizes, n_rows: int) -> list[int]:
-        if domain_sizes is not None:
-            return list(domain_sizes)
-        if self.num_domains > 1:
-            raise ValueError("a DDLSTM in training mode needs domain_sizes=[n1, n2, ...]")
-        return [n_rows]
-
-    def _fused(self, x, domain_sizes, mask):
-        scale = self.gate_scale.to(x.dtype)
-        if self.normalisation == "none":
-            return FusedRecurrentLayer.apply(
-                x, self.weight_ih * scale[:, None], self.weight_hh * scale[:, None],
-                self.bias * scale, None, None, None, None, None, None, None, mask, None,
-            )
-        sizes = self._training_domain_sizes(domain_sizes, x.shape[0])
-        # The kernel takes alpha itself: its gradient is summed inside from the weights'
-        # derivatives (`contribution_directions`), far cheaper than a (d, N) weight gradient.
-        with torch.no_grad():
-            weights, present = self.norm_x.contribution_weights(sizes)
-        alpha = self.norm_x.effective_alpha()
-        directions, owners, alpha_indices = (None, [], []) if alpha is None else \
-            contribution_directions(alpha, sizes)
-        starts = [sum(sizes[:dom]) for dom in present]
-        spec = NormSpec(
-            eps=self.norm_x.eps,
-            blocks=[(s, s + sizes[dom]) for s, dom in zip(starts, present)],
-            weights=weights.to(x.dtype),
-            directions=None if directions is None else directions.to(x.dtype),
-            owners=owners,
-            alpha_indices=alpha_indices,
-        )
-        out = FusedRecurrentLayer.apply(
-            x, self.weight_ih, self.weight_hh, self.bias * scale, alpha,
-            self.norm_x.gamma * scale, self.norm_x.beta * scale,
-            self.norm_h.gamma * scale, self.norm_h.beta * scale,
-            self.norm_c.gamma * 2, self.norm_c.beta * 2, mask, spec,
-        )
-        has_rows = has_any = None
-        if mask is not None:  # (T, d): does a domain have a real frame at a timestep?
-            has_rows = torch.stack([mask[s:e].any(0) for s, e in spec.blocks], 1)
-            has_any = mask.any(0).unsqueeze(1)
-        for bn, key, doms, present_rows in (
-            (self.norm_x, "x", present, has_rows),
-            (self.norm_h, "h", present, has_rows),
-            (self.norm_c, "c", [0], has_any),
-        ):
-            update_running_sequence(bn, doms, *spec.stats[key], present_rows)
-        return out
-
-    def _evaluate(self, x, domain, mask):
-        """Evaluation-mode forward through the fast kernel (population statistics, no graph)."""
-        scale = self.gate_scale.to(x.dtype)
-        if self.normalisation == "none":
-            return evaluate_sequence(x, self.weight_ih * scale[:, None],
-                                     self.weight_hh * scale[:, None], self.bias * scale, mask, None)
-        steps = x.shape[1]
-        slots = torch.arange(steps, device=x.device).clamp_max(self.norm_x.max_timesteps - 1)
-        rows = self.norm_x.domain_ids(domain, x.shape[0], x.device)
-        tables = []
-        for bn, factor in ((self.norm_x, scale), (self.norm_h, scale), (self.norm_c, 2.0)):
-            if bn.num_domains > 1 and isinstance(rows, torch.Tensor):  # per-row domains
-                s, b = bn.population_affine(slots[None, :], rows[:, None])  # (N, T, F)
-                s, b = s.transpose(0, 1), b.transpose(0, 1)
-            else:
-                s, b = bn.population_affine(slots, rows if bn.num_domains > 1 else 0)  # (T, F)
-                s, b = s.unsqueeze(1), b.unsqueeze(1)
-            tables.append((s * factor, b * factor))
-        (sx, bx), (sh, bh), (sc, bc) = tables
-        affine = EvalAffine(scale_x=sx.to(x.dtype), scale_h=sh.to(x.dtype),
-                            shift_gates=(bx + bh + self.bias * scale).to(x.dtype),
-                            scale_c=sc.to(x.dtype), shift_c=bc.to(x.dtype))
-        return evaluate_sequence(x, self.weight_ih, self.weight_hh, None, mask, affine)
-
-    def _stepwise(self, x, domain_sizes, domain, mask):
-        weights = None
-        if self.training and self.normalisation != "none":
-            sizes = self._training_domain_sizes(domain_sizes, x.shape[0])
-            domain_sizes = sizes
-            weights = self.norm_x.contribution_weights(sizes)
-        state = None
-        outputs = []
-        for t in range(x.shape[1]):
-            state = self.step(
-                x[:, t], state, t, domain_sizes=domain_sizes, domain=domain,
-                mask=None if mask is None else mask[:, t], weights=weights,
-            )
-            outputs.append(state[0])
-        return torch.stack(outputs, 1)
-
-    # -- one timestep -----------------------------------------------------------------------------
+    # -- one timestep: the cell -------------------------------------------------------------------
 
     def step(
         self,
@@ -222,7 +119,7 @@ class RecurrentLayer(nn.Module):
         mask: torch.Tensor | None = None,
         weights=None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The reference cell at timestep t: x_t (N, input_size), state (h, c) -> (h, c)."""
+        """The cell at timestep t: x_t (N, input_size), state (h, c) -> (h, c)."""
         n = x_t.shape[0]
         if state is None:
             zeros = x_t.new_zeros(n, self.hidden_size)
@@ -246,3 +143,110 @@ class RecurrentLayer(nn.Module):
             h_new = torch.where(keep, h_new, h)
             c_new = torch.where(keep, c_new, c)
         return h_new, c_new
+
+    # -- whole sequences --------------------------------------------------------------------------
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        domain_sizes: Sequence[int] | None = None,
+        domain: int | torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        implementation: str = "auto",
+    ) -> torch.Tensor:
+        """x (N, T, input_size) -> (N, T, hidden_size), from a zero state.
+
+        mask (N, T) bool marks real frames; padded steps enter no statistic and carry the state
+        through unchanged.
+        """
+        implementation = resolve_implementation(implementation, x.device)
+        if self.training and domain_sizes is not None:
+            domain_sizes = check_domain_sizes(domain_sizes, self.num_domains, x.shape[0])
+        wants_graph = torch.is_grad_enabled() and (x.requires_grad or self.weight_ih.requires_grad)
+        if implementation == "reference" or (not self.training and wants_graph):
+            return self._reference(x, domain_sizes, domain, mask)
+        if self.training:
+            return self._train(x, domain_sizes, mask, implementation)
+        return self._evaluate(x, domain, mask)
+
+    def _training_domain_sizes(self, domain_sizes, n_rows: int) -> list[int]:
+        if domain_sizes is not None:
+            return list(domain_sizes)
+        if self.num_domains > 1:
+            raise ValueError("a DDLSTM in training mode needs domain_sizes=[n1, n2, ...]")
+        return [n_rows]
+
+    def _train(self, x, domain_sizes, mask, implementation):
+        """Training mode through a kernel; the batch statistics it returns update the running ones."""
+        kernel = native.train_sequence if implementation == "native" else fused.train_sequence
+        if self.normalisation == "none":
+            out, _ = kernel(x, self.weight_ih, self.weight_hh, self.bias, None, None, None, None, None, None, None,
+                            mask, None)
+            return out
+        sizes = self._training_domain_sizes(domain_sizes, x.shape[0])
+        self.norm_x.record_alpha_bounds(sizes)
+        # The kernel takes alpha itself: its gradient is summed inside from the weights'
+        # derivatives (`contribution_directions`), far cheaper than a (d, N) weight gradient.
+        with torch.no_grad():
+            weights, present = self.norm_x.contribution_weights(sizes)
+        alpha = self.norm_x.effective_alpha()
+        directions, owners, alpha_indices = (None, [], []) if alpha is None else \
+            contribution_directions(alpha, sizes)
+        starts = [sum(sizes[:dom]) for dom in present]
+        spec = NormSpec(
+            eps=self.norm_x.eps,
+            blocks=[(s, s + sizes[dom]) for s, dom in zip(starts, present)],
+            weights=weights.to(x.dtype),
+            directions=None if directions is None else directions.to(x.dtype),
+            owners=owners,
+            alpha_indices=alpha_indices,
+        )
+        out, (mean_x, var_x, mean_h, var_h, mean_c, var_c) = kernel(
+            x, self.weight_ih, self.weight_hh, self.bias, alpha, self.norm_x.gamma, self.norm_x.beta,
+            self.norm_h.gamma, self.norm_h.beta, self.norm_c.gamma, self.norm_c.beta, mask, spec)
+        has_rows = has_any = None
+        if mask is not None:  # (T, d): does a domain have a real frame at a timestep?
+            has_rows = torch.stack([mask[s:e].any(0) for s, e in spec.blocks], 1)
+            has_any = mask.any(0).unsqueeze(1)
+        update_running_sequence(self.norm_x, present, mean_x, var_x, has_rows)
+        update_running_sequence(self.norm_h, present, mean_h, var_h, has_rows)
+        update_running_sequence(self.norm_c, [0], mean_c, var_c, has_any)
+        return out
+
+    def _evaluate(self, x, domain, mask):
+        """Evaluation mode without a graph: the population statistics as per-timestep affine maps."""
+        if self.normalisation == "none":
+            return fused.evaluate_layer(x, self.weight_ih, self.weight_hh, self.bias, mask, None)
+        steps = x.shape[1]
+        slots = torch.arange(steps, device=x.device).clamp_max(self.norm_x.max_timesteps - 1)
+        rows = self.norm_x.domain_ids(domain, x.shape[0], x.device)
+        tables = []
+        for bn in (self.norm_x, self.norm_h, self.norm_c):
+            if bn.num_domains > 1 and isinstance(rows, torch.Tensor):  # per-row domains
+                s, b = bn.population_affine(slots[None, :], rows[:, None])  # (N, T, F)
+                s, b = s.transpose(0, 1), b.transpose(0, 1)
+            else:
+                s, b = bn.population_affine(slots, rows if bn.num_domains > 1 else 0)  # (T, F)
+                s, b = s.unsqueeze(1), b.unsqueeze(1)
+            tables.append((s.to(x.dtype), b.to(x.dtype)))
+        (sx, bx), (sh, bh), (sc, bc) = tables
+        affine = fused.EvalAffine(scale_x=sx, scale_h=sh, shift_gates=bx + bh + self.bias.to(x.dtype),
+                                  scale_c=sc, shift_c=bc)
+        return fused.evaluate_layer(x, self.weight_ih, self.weight_hh, None, mask, affine)
+
+    def _reference(self, x, domain_sizes, domain, mask):
+        weights = None
+        if self.training and self.normalisation != "none":
+            sizes = self._training_domain_sizes(domain_sizes, x.shape[0])
+            domain_sizes = sizes
+            self.norm_x.record_alpha_bounds(sizes)
+            weights = self.norm_x.contribution_weights(sizes)
+        state = None
+        outputs = []
+        for t in range(x.shape[1]):
+            state = self.step(
+                x[:, t], state, t, domain_sizes=domain_sizes, domain=domain,
+                mask=None if mask is None else mask[:, t], weights=weights,
+            )
+            outputs.append(state[0])
+        return torch.stack(outputs, 1)

@@ -76,7 +76,7 @@ class RecurrentStack(nn.Module):
         beta_init: float = 0.0,
         eps: float = 1e-5,
         momentum: float = 0.1,
-        implementation: str = "fused",
+        implementation: str = "auto",
     ):
         super().__init__()
         if not 1 <= num_layers <= 10:

@@ -33,9 +33,6 @@ class NormSpec:
     directions: torch.Tensor | None = None
     owners: list[int] = field(default_factory=list)
     alpha_indices: list[int] = field(default_factory=list)
-    # Filled by the training forward: batch statistics for the running-average update,
-    # {"x" | "h" | "c": (mean, var)} each (T, d, F).
-    stats: dict = field(default_factory=dict)
 
     def equal_blocks(self) -> bool:
         """True when every domain has the same number of rows (the paper's n1 = n2): then a
@@ -88,6 +85,12 @@ class StepWeights:
     def at(self, t: int):
         """(product matrix, normalised weights (d, N), per-domain columns) at timestep t."""
         return self._same if self.mask_f is None else self._steps[t]
+
+    def products(self) -> torch.Tensor:
+        """Every step's product matrix as one (T, d + e, N) tensor ((1, d + e, N) without a mask)."""
+        if self.mask_f is None:
+            return self._same[0].unsqueeze(0).contiguous()
+        return torch.stack([step[0] for step in self._steps])
 
 
 class StepStats:
@@ -162,24 +165,24 @@ def step_norm_backward(dy, sum_dy, buf, stats_t, gamma, weights_t, indicator, bl
     return da, (dy_xhat, sum_dy)
 
 
-def alpha_gradient(stats: StepStats, weights: StepWeights, coef, grad_mean, owners, d):
-    """Gradient with respect to the alphas whose weight derivatives `weights` carries.
+def alpha_gradient(moments, var, direction_sums, coef, grad_mean, owners, d):
+    """Gradient with respect to the alphas whose weight derivatives the moments' extra rows carry.
 
     With S_i the total weight of domain i, d mean_i / d w_ij = (a_j - mean_i) / S_i and
     d var_i / d w_ij = ((a_j - mean_i)^2 - var_i) / S_i, so for alpha k of domain i = owners[k]
     and its weight derivative J_k, summed over steps t:
         d L / d alpha_k = sum_t coef_t,i . M_t,k - const_t,i s_t,k
-    with M_t,k = (J_k / S_t,i) @ [a | a^2] (the extra rows of the forward's moments product),
-    s_t,k = sum_j J_kj / S_t,i and const_i = sum(grad_mean_i mean_i + grad_var_i (var_i - mean_i^2)).
+    with M_t,k = (J_k / S_t,i) @ [a | a^2] (the extra rows of the forward's moments product,
+    `moments` (T, d + e, 2W)), s_t,k = sum_j J_kj / S_t,i (`direction_sums`, (e,) or per step
+    (T, e)) and const_i = sum(grad_mean_i mean_i + grad_var_i (var_i - mean_i^2)). `var` (T, d, W);
     coef (T, d, 2W) and grad_mean (T, d, W) are the backward's per-step values.
     """
-    W = stats.var.shape[-1]
-    mean = stats.moments[:, :d, :W]
+    W = var.shape[-1]
+    mean = moments[:, :d, :W]
     grad_var = coef[..., W:]
-    const = torch.addcmul(grad_mean * mean, grad_var, stats.var - mean * mean).sum(-1)  # (T, d)
+    const = torch.addcmul(grad_mean * mean, grad_var, var - mean * mean).sum(-1)  # (T, d)
     rows = torch.tensor(owners, device=coef.device)
-    along = (coef.index_select(1, rows) * stats.moments[:, d:]).sum((0, 2))
-    sums = weights.direction_sums
-    const_part = (const.index_select(1, rows) * sums).sum(0) if sums.dim() == 2 else \
-        const.index_select(1, rows).sum(0) * sums
+    along = (coef.index_select(1, rows) * moments[:, d:]).sum((0, 2))
+    const_part = (const.index_select(1, rows) * direction_sums).sum(0) if direction_sums.dim() == 2 else \
+        const.index_select(1, rows).sum(0) * direction_sums
     return along - const_part
