@@ -2,6 +2,9 @@
 reductions, alpha learning, streaming, padding, and the registry."""
 
 import copy
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -298,3 +301,14 @@ def test_second_backward_through_the_kernel_is_refused(kernel):
     y.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="one backward pass"):
         y.backward()
+
+
+def test_without_a_compiler_the_tensor_kernel_runs(tmp_path):
+    code = ("import torch; from pipeline.models import DDLSTM, native; "
+            "y = DDLSTM(4, 8, 2)(torch.randn(6, 5, 4), domain_sizes=[3, 3]); "
+            "print(native.available(), tuple(y.shape))")
+    env = {**os.environ, "CXX": "/bin/false", "TORCH_EXTENSIONS_DIR": str(tmp_path)}  # a build that cannot run
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[-2] == "False (6, 5, 8)"
+    assert "the native recurrent kernel is not available" in result.stderr and "using the tensor kernel" in result.stderr

@@ -6,15 +6,19 @@ same computation with each step's elementwise work as plain C++ loops over rows 
 products with the weights as ATen calls; what does not depend on the recurrence (W_x x_t for all
 steps, the weight gradients, alpha's gradient) stays in large PyTorch operations around it.
 
-The extension is compiled on first use with the C++ compiler PyTorch finds and cached by PyTorch
-(`TORCH_EXTENSIONS_DIR`, default ~/.cache/torch_extensions), about a minute once per machine and
-version; concurrent processes wait for one build. Where it cannot be built (no compiler) or
+The extension is compiled on first use with the C++ compiler PyTorch finds (and ninja), about a
+minute once per machine and version of the source, into `TORCH_EXTENSIONS_DIR` (default
+~/.cache/torch_extensions); later processes import that build directly; processes started together
+wait for one build. Where it cannot be built (no compiler) or
 `DDLSTM_NATIVE=0` is set, `available()` is False and the layers use the tensor kernel, with a
 warning saying why. CPU tensors only: on CUDA the tensor kernel runs.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.machinery
+import importlib.util
 import logging
 import os
 import threading
@@ -31,6 +35,40 @@ _lock = threading.Lock()
 _state: dict = {}
 
 
+FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+
+
+def _build_directory(name: str) -> Path:
+    base = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
+    return Path(base) / f"ddlstm-torch{torch.__version__}" / name
+
+
+def _compile_or_import():
+    """The module: imported straight from an earlier build of this very source (a fraction of a second),
+    else compiled by torch.utils.cpp_extension (about a minute; processes started together wait for
+    one build)."""
+    digest = hashlib.sha256(SOURCE.read_bytes() + " ".join(FLAGS).encode()).hexdigest()[:12]
+    name = f"ddlstm_sequence_kernel_{digest}"
+    directory = _build_directory(name)
+    library = directory / f"{name}.so"
+    if library.is_file():
+        try:
+            loader = importlib.machinery.ExtensionFileLoader(name, str(library))
+            spec = importlib.util.spec_from_file_location(name, library, loader=loader)
+            module = importlib.util.module_from_spec(spec)
+            loader.exec_module(module)
+            return module
+        except ImportError:
+            pass  # half-written or foreign build: let torch rebuild it
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its CUDA_HOME notice
+    from torch.utils.cpp_extension import load
+
+    directory.mkdir(parents=True, exist_ok=True)
+    log.info("compiling the native recurrent kernel into %s (once per machine and version)", directory)
+    return load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS, build_directory=str(directory),
+                verbose=False)
+
+
 def extension():
     """The compiled module, or None (and the reason logged once) where it cannot be had."""
     with _lock:
@@ -40,11 +78,8 @@ def extension():
                 _state["reason"] = "DDLSTM_NATIVE=0"
             else:
                 try:
-                    from torch.utils.cpp_extension import load
-
-                    _state["module"] = load(name="ddlstm_sequence_kernel", sources=[str(SOURCE)],
-                                            extra_cflags=["-O3", "-fno-math-errno", "-fno-trapping-math"], verbose=False)
-                except Exception as error:  # noqa: BLE001  (no compiler, no headers, a failed build: fall back)
+                    _state["module"] = _compile_or_import()
+                except Exception as error:  # noqa: BLE001  (no compiler, no ninja, a failed build: fall back)
                     _state["reason"] = f"{type(error).__name__}: {str(error).strip().splitlines()[-1][:300]}"
                     log.warning("the native recurrent kernel is not available (%s); using the tensor kernel",
                                 _state["reason"])
