@@ -6,14 +6,14 @@ PY := $(VENV)/bin/python
 # (override e.g. TORCH_SPEC="torch torchvision" to take the newest release).
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ddlstm needs Python >= 3.11 (snakemake 8 does); $(PYTHON) is Python " + sys.version.split()[0] + ": run make with PYTHON=python3.11 (or newer)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[test,workflow]"
+	$(PY) -m pip install --quiet -e ".[test,workflow,lint]"
 	touch $@
 
 # The workflow's rules call `python`: the environment's, first on PATH.
@@ -25,6 +25,10 @@ demo: $(VENV)/.installed  ## install, then run the default workflow end to end, 
 
 test: $(VENV)/.installed  ## install, then run the test suite
 	$(RUN) $(PY) -m pytest -q
+
+lint: $(VENV)/.installed  ## ruff on the Python code, snakefmt on the workflow (both gate CI)
+	$(RUN) ruff check pipeline tests benchmarks studies
+	$(RUN) snakefmt --check Snakefile workflow
 
 bench: $(VENV)/.installed  ## speed: recurrent models vs nn.LSTM, decoding vs ffmpeg, extraction vs the raw forward
 	$(PY) benchmarks/recurrent.py

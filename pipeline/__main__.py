@@ -4,13 +4,13 @@ workflow's rules make them. `python -m pipeline <step> --help` explains a step's
 import sys
 
 STEPS = {
-    "synthetic": ("pipeline.data.synthetic", "write the embedded synthetic kitchen datasets"),
-    "synthetic-features": ("pipeline.data.synthetic.features",
+    "synthetic": ("pipeline.data.cli:synthetic_main", "write the embedded synthetic kitchen datasets"),
+    "synthetic-features": ("pipeline.data.cli:synthetic_features_main",
                            "an MS-TCN folder with features synthesised from real label sequences"),
-    "frames": ("pipeline.data.frames", "decode a dataset's videos into frame stores aligned with its labels"),
+    "frames": ("pipeline.data.cli:frames_main", "decode a dataset's videos into frame stores aligned with its labels"),
     "finetune": ("pipeline.features.cli:finetune_main", "fine-tune the frame classifier on one split"),
     "extract": ("pipeline.features.cli:extract_main", "write one split's per-frame logits to HDF5"),
-    "check-features": ("pipeline.features.cli:check_features_main",
+    "check-features": ("pipeline.data.cli:check_features_main",
                        "check a dataset's precomputed feature arrays and report them"),
     "linear": ("pipeline.features.cli:linear_main", "fit the linear frame classifier on features; write logits"),
     "none-row": ("pipeline.features.cli:none_row_main", "frame accuracy of the logits alone on the test videos"),

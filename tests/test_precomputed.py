@@ -11,8 +11,8 @@ import torch
 from pipeline.data import load_dataset
 from pipeline.data.dataset import resample_labels
 from pipeline.data.precomputed import FeatureError, FeatureSource, orient
-from pipeline.dataset_spec import input_route
 from pipeline.data.synthetic.features import FeatureModel, write_folder
+from pipeline.dataset_spec import input_route
 from pipeline.features.linear import LinearConfig, fit_linear, sample_frames, train_and_extract
 from pipeline.features.logits import Logits, frame_accuracy
 

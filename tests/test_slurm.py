@@ -23,6 +23,9 @@ from snakemake_runs import ROOT, SNAKEMAKE, TINY_CONFIG, copy_workflow, planned,
 CLUSTER_SCRIPT = ROOT / "tests/slurm/cluster.sh"
 PROFILES = ("--profile", "workflow/profiles/slurm", "--profile", "workflow/profiles/slurm-test")
 GPU_RULES = {"finetune", "extract", "boundary", "train", "alpha_init"}
+# The CPUs each job must get: its rule's threads (finetune's from the test profile's set-threads).
+THREADS = {"synthetic_data": 1, "frames": 2, "finetune": 2, "extract": 2, "none_row": 1, "boundary": 1,
+           "train": 1, "alpha_init": 1, "tables": 1, "figures": 1, "check_features": 1, "linear": 2}
 
 
 def _why_not_runnable() -> str | None:
@@ -87,19 +90,21 @@ def test_every_job_went_through_sbatch(cluster, slurm_run):
 
     # The controller's view: every job of this run, finished, with the rule and what it asked for.
     listing = run_bounded(["squeue", "--noheader", "--states=all", f"--name={run_id}",
-                           "--Format=JobID:50,State:50,Comment:300,tres-per-job:100"], timeout=30, env=env)
+                           "--Format=JobID:50,State:50,Comment:300,tres-per-job:100,cpus-per-task:20"],
+                          timeout=30, env=env)
     assert listing.returncode == 0, listing.stdout
     jobs = [line.split() for line in listing.stdout.splitlines() if line.strip()]
-    assert {state for _, state, _, _ in jobs} == {"COMPLETED"}, listing.stdout
-    rules = [_rule_of(comment, expected) for _, _, comment, _ in jobs]
+    assert {state for _, state, *_ in jobs} == {"COMPLETED"}, listing.stdout
+    rules = [_rule_of(comment, expected) for _, _, comment, *_ in jobs]
     assert collections.Counter(rules) == expected
-    for rule, (_, _, _, requests) in zip(rules, jobs):
+    for rule, (_, _, _, requests, cpus) in zip(rules, jobs):
         assert ("gpu" in requests) == (rule in GPU_RULES), (rule, requests)
+        assert int(cpus) == THREADS[rule], (rule, cpus)  # the rule's threads, not a profile's other number
 
     # SLURM's completion log (jobcomp/filetxt), kept beyond the controller's memory of finished jobs.
     records = re.findall(r"JobId=(\d+) .*?Name=(\S+) JobState=(\S+)", (folder / "log/jobs.txt").read_text())
     assert sorted((job_id, state) for job_id, name, state in records if name == run_id) == \
-        sorted((job_id, "COMPLETED") for job_id, _, _, _ in jobs)
+        sorted((job_id, "COMPLETED") for job_id, *_ in jobs)
 
 
 def test_results_equal_a_local_run(slurm_run, tiny_run):

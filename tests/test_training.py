@@ -245,7 +245,7 @@ def test_cross_fitted_boundary_predictions_come_from_a_model_that_did_not_see_th
         state = torch.load(tmp_path / "work" / chosen / "checkpoint.pt", weights_only=False)
         assert sequence.name in state["fingerprint"]["left_out"]  # trained without it
     folds = [[name for name, model in assignment.items() if model == f"fold{k}"] for k in (1, 2, 3)]
-    assert sorted(sum(folds, [])) == sorted(s.name for s in split.subset("train"))
+    assert sorted(name for fold in folds for name in fold) == sorted(s.name for s in split.subset("train"))
     predictions = boundary_predictions(split, cfg, tmp_path / "work")  # resumes: the same models
     video = folds[1][0]
     np.testing.assert_array_equal(predictions[video], predict_boundary(models["fold2"], split, cfg, [video])[video])
@@ -260,7 +260,7 @@ def test_boundary_folds_go_by_participant(tmp_path):
         sequence.participant = person
     folds = boundary_folds(split, 2)
     people = [{s.participant for s in split.sequences if s.name in fold} for fold in folds]
-    assert not people[0] & people[1] and len(sum(folds, [])) == len(split.subset("train"))
+    assert not people[0] & people[1] and sum(map(len, folds)) == len(split.subset("train"))
 
 
 def test_short_windows_start_at_timestep_zero():
@@ -296,7 +296,7 @@ def test_short_window_alignment_matters_only_with_per_timestep_statistics(pair, 
 
 def test_boundary_folds_shrink_to_the_videos_there_are(tmp_path):
     split = load_split(fake_logits(tmp_path / "a.h5", "alpha", 5, 1, videos=4))  # 3 training videos
-    assert len(boundary_folds(split, 4)) == 3 and sorted(sum(boundary_folds(split, 4), [])) == \
+    assert len(boundary_folds(split, 4)) == 3 and sorted(n for fold in boundary_folds(split, 4) for n in fold) == \
         sorted(s.name for s in split.subset("train"))
     one = load_split(fake_logits(tmp_path / "b.h5", "beta", 4, 2, videos=2))  # 1 training video
     assert boundary_folds(one, 4) == []

@@ -1,5 +1,5 @@
-"""Command lines of the frame-feature stage: `python -m pipeline finetune | extract | none-row` for
-datasets read from videos, `check-features | linear` for datasets read from precomputed features."""
+"""Command lines of the frame-classifier stage: `python -m pipeline finetune | extract` for datasets
+read from videos, `linear` for datasets read from precomputed features, and `none-row`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
+from ..data.cli import feature_arguments, feature_source
 from ..options import add_options, add_restart_option, config_from
+
 
 def _dataset_arguments(parser):
     parser.add_argument("--dataset", required=True,
@@ -80,47 +82,12 @@ def none_row_main(argv=None) -> int:
     return 0
 
 
-def _feature_source(args):
-    from ..data.precomputed import FeatureSource
-    from ..data.readers import load_dataset, read_spec
-
-    dataset = load_dataset(read_spec(args.dataset, args.name))
-    return dataset, FeatureSource(dataset, args.fps, args.tolerance_frames, args.tolerance_fraction)
-
-
-def _feature_arguments(parser):
-    parser.add_argument("--dataset", required=True,
-                        help="dataset spec with 'features' (or an MS-TCN folder with features/): inline JSON, "
-                             "or a JSON/YAML file (with --name to pick one of several)")
-    parser.add_argument("--name", help="which dataset of the spec file")
-    parser.add_argument("--fps", type=float, help="resample features and labels to this rate (default: the labels' rate)")
-    parser.add_argument("--tolerance-frames", type=int, default=10,
-                        help="frames an array may differ from its labels (default: 10)")
-    parser.add_argument("--tolerance-fraction", type=float, default=0.02,
-                        help="... or this fraction of its label count, whichever is larger (default: 0.02)")
-
-
-def check_features_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline check-features",
-                                     description="Check every precomputed feature array of a dataset (present, 2-D, "
-                                                 "one dimension, finite, as long as its labels within tolerance) and "
-                                                 "write a CSV report; an error lists every array that cannot be used.")
-    _feature_arguments(parser)
-    parser.add_argument("--report", required=True, help="CSV to write: one row per video")
-    args = parser.parse_args(argv)
-    from ..data.precomputed import write_report
-
-    _, source = _feature_source(args)
-    write_report(source.check(), args.report)
-    return 0
-
-
 def linear_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline linear",
                                      description="Fit the linear frame classifier on one split's training features "
                                                  "and write the logits of every video of the split to HDF5 (the "
                                                  "layout of pipeline/features/logits.py).")
-    _feature_arguments(parser)
+    feature_arguments(parser)
     parser.add_argument("--split", type=int, required=True, help="split number, from 1")
     parser.add_argument("--output", required=True, help="HDF5 logits file to write")
     parser.add_argument("--work-dir", required=True, help="folder for model.pt and metrics.json")
@@ -130,6 +97,6 @@ def linear_main(argv=None) -> int:
     args = parser.parse_args(argv)
     from .linear import train_and_extract
 
-    dataset, source = _feature_source(args)
+    dataset, source = feature_source(args)
     train_and_extract(dataset, args.split, source, config_from(args, LinearConfig), args.output, args.work_dir)
     return 0

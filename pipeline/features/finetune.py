@@ -1,14 +1,17 @@
 """Fine-tuning the frame classifier on one split's training frames (docs/method.md §2).
 
 Single frames with their frame-wise labels, cross-entropy, SGD with momentum and a cosine learning
-rate over all steps. Resumable exactly: every step's frames, crops and dropout are functions of
-(seed, epoch, step) alone, and `checkpoint.pt` (model, optimiser, position, metrics so far) is
-written every `checkpoint_every` steps and at every epoch's end, so a killed run restarted with the
-same configuration continues to the same weights. Outputs in `output_dir`:
+rate over all steps, run by the training loop every step of the pipeline shares
+(`pipeline.training.loop.Trainer`). Resumable exactly: every step's frames, crops and dropout are
+functions of (seed, epoch, step) alone, and `checkpoint.pt` (model, optimiser, position, metrics so
+far, the epoch's running sums) is written every `checkpoint_every` steps and at every epoch's end,
+so a killed run restarted with the same configuration continues to the same weights. Outputs in
+`output_dir`:
 
     checkpoint.pt   the resumable state (kept after the run, for inspection)
     model.pt        the fine-tuned classifier and everything extraction needs to use it
     metrics.csv     one row per epoch: training loss and accuracy, test-frame accuracy, lr, time
+    train_log.csv   the training loss every few steps
     config.json     the configuration of the run
 """
 
@@ -18,7 +21,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +32,8 @@ import torch.nn.functional as F
 from ..device import select_device
 from ..io import save_torch, write_csv, write_text
 from ..options import option
-from ..progress import progress_bar
 from ..sgd import SGD
+from ..training.loop import Trainer
 from .backbone import create_backbone
 from .frame_batches import Preprocess, SplitFrames
 
@@ -40,7 +43,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class FinetuneConfig:
     backbone: str = option("bninception", "any timm model name")
-    backbone_args: dict = option(
+    backbone_args: dict = option(  # noqa: RUF009 (option returns a dataclass field, copied per instance)
         {},
         "JSON object of extra timm.create_model arguments, e.g. '{\"width_multiplier\": 0.25}'")
     weights: str | None = option(
@@ -110,76 +113,53 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
     steps_per_epoch = per_epoch // batch_size
     total_steps = steps_per_epoch * config.epochs
 
-    epoch, step, metrics, sums = 0, 0, [], {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
-    checkpoint_path = output_dir / "checkpoint.pt"
-    if checkpoint_path.exists() and restart_on_change:
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        if state["config"] != config.resumable_fields():
-            log.warning("%s is from another configuration: starting afresh", checkpoint_path)
-            checkpoint_path.replace(checkpoint_path.with_name("checkpoint.stale.pt"))
-    if checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        if state["config"] != config.resumable_fields():
-            raise ValueError(f"{checkpoint_path} was written by a run with another configuration; delete it "
-                             f"to start afresh (differences: {_differences(state['config'], config.resumable_fields())})")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        epoch, step, metrics, sums = state["epoch"], state["step"], state["metrics"], state["sums"]
-        log.info("resuming from %s at epoch %d, step %d", checkpoint_path, epoch + 1, step)
+    trainer = Trainer(model, optimizer, output_dir, config.resumable_fields(), config.checkpoint_every,
+                      f"fine-tune {frames.dataset.name} split {frames.split}")
+    trainer.resume(restart_on_change)
     write_text(output_dir / "config.json", json.dumps(asdict(config), indent=2) + "\n")
+    orders: dict[int, np.ndarray] = {}
 
-    def save_checkpoint():
-        save_torch({"config": config.resumable_fields(), "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(), "epoch": epoch, "step": step,
-                            "metrics": metrics, "sums": sums}, checkpoint_path)
-
-    while epoch < config.epochs:
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(train_rows))[:per_epoch]
-        bar = progress_bar(steps_per_epoch, f"fine-tune {frames.dataset.name} split {frames.split} "
-                                            f"epoch {epoch + 1}/{config.epochs}")
-        bar.update(step)
+    def step(global_step: int) -> float:
+        epoch, step_in_epoch = divmod(global_step, steps_per_epoch)
+        if epoch not in orders:
+            orders[epoch] = np.random.default_rng([config.seed, epoch]).permutation(len(train_rows))[:per_epoch]
+        order = orders[epoch]
+        started = time.monotonic()
+        rng = np.random.default_rng([config.seed, epoch, step_in_epoch])
+        torch.manual_seed(int(rng.integers(2**62)))  # dropout
+        images, labels = frames.read(train_rows[order[step_in_epoch * batch_size : (step_in_epoch + 1) * batch_size]])
+        inputs, targets = train_preprocess(images, rng).to(device), torch.from_numpy(labels).to(device)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
         model.train()
-        while step < steps_per_epoch:
-            started = time.monotonic()
-            global_step = epoch * steps_per_epoch + step
-            rng = np.random.default_rng([config.seed, epoch, step])
-            torch.manual_seed(int(rng.integers(2**62)))  # dropout
-            images, labels = frames.read(train_rows[order[step * batch_size : (step + 1) * batch_size]])
-            inputs, targets = train_preprocess(images, rng).to(device), torch.from_numpy(labels).to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
-            logits = model(inputs)
-            loss = F.cross_entropy(logits, targets)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch + 1}, step {step}; lower the lr")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            sums["loss"] += loss.item() * len(labels)
-            sums["correct"] += int((logits.argmax(1) == targets).sum())
-            sums["frames"] += len(labels)
-            sums["seconds"] += time.monotonic() - started
-            step += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / sums['frames']:.3f}", refresh=False)
-            if step % config.checkpoint_every == 0 and step < steps_per_epoch:
-                save_checkpoint()
-            if on_step is not None:
-                on_step(global_step + 1)
-        bar.close()
-        test_accuracy = evaluate(model, frames, eval_preprocess, device, config.eval_stride, batch_size)
-        metrics.append({"epoch": epoch + 1, "steps": (epoch + 1) * steps_per_epoch,
-                        "train_loss": sums["loss"] / sums["frames"], "train_accuracy": sums["correct"] / sums["frames"],
-                        "test_accuracy": test_accuracy, "lr": optimizer.param_groups[0]["lr"],
-                        "seconds": round(sums["seconds"], 2)})
-        log.info("epoch %d: %s", epoch + 1, metrics[-1])
-        write_csv(metrics, output_dir / "metrics.csv")
-        epoch, step, sums = epoch + 1, 0, {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
-        save_checkpoint()
+        logits = model(inputs)
+        loss = F.cross_entropy(logits, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sums = trainer.extra.setdefault("sums", {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0})
+        sums["loss"] += loss.item() * len(labels)
+        sums["correct"] += int((logits.argmax(1) == targets).sum())
+        sums["frames"] += len(labels)
+        sums["seconds"] += time.monotonic() - started
+        if step_in_epoch + 1 == steps_per_epoch:  # the epoch's row of metrics.csv
+            test_accuracy = evaluate(model, frames, eval_preprocess, device, config.eval_stride, batch_size)
+            row = {"epoch": epoch + 1, "steps": (epoch + 1) * steps_per_epoch,
+                   "train_loss": sums["loss"] / sums["frames"], "train_accuracy": sums["correct"] / sums["frames"],
+                   "test_accuracy": test_accuracy, "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": round(sums["seconds"], 2)}
+            trainer.log("metrics", row)
+            log.info("epoch %d: %s", epoch + 1, row)
+            write_csv(trainer.logs["metrics"], output_dir / "metrics.csv")
+            trainer.extra["sums"] = {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
+        return loss.item()
 
+    trainer.run(total_steps, step, on_step, log_every=max(1, min(50, steps_per_epoch)),
+                checkpoint_also=lambda done: done % steps_per_epoch == 0)
+    trainer.save()
     # Also when a finished run is restarted (its outputs deleted, its checkpoint kept): the metrics
     # come back from the checkpoint.
-    write_csv(metrics, output_dir / "metrics.csv")
+    write_csv(trainer.logs["metrics"], output_dir / "metrics.csv")
     model_path = output_dir / "model.pt"
     save_torch({"model": model.state_dict(), "backbone": config.backbone,
                         "backbone_args": config.backbone_args, "input_size": config.input_size,
@@ -199,6 +179,3 @@ def load_classifier(path: str | Path, device="cpu"):
     return model.to(device).eval(), saved
 
 
-def _differences(old: dict, new: dict) -> list[str]:
-    return [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
-            if old.get(key) != new.get(key)]

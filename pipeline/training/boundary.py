@@ -20,10 +20,9 @@ predict that fold, and one model trained on every training video predicts the te
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-
-import logging
 
 import numpy as np
 import torch

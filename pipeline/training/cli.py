@@ -10,6 +10,7 @@ from .boundary import BoundaryConfig, boundary_predictions, write_with_boundary
 from .recurrent import RecurrentConfig, train_recurrent
 from .sequences import load_split
 
+
 def boundary_main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline boundary",

@@ -2,8 +2,10 @@
 
 Every iteration's randomness must be a function of (seed, iteration) alone (the callers derive
 their generators from both), so that a run restarted from `checkpoint.pt` repeats exactly what the
-killed run would have done: the checkpoint holds the model, the optimiser, the iteration and the
-log rows so far, and the run continues from there to the same weights and the same metrics.
+killed run would have done: the checkpoint holds the model, the optimiser, the iteration, the log
+rows so far and the caller's own running state (`Trainer.extra`), and the run continues from there
+to the same weights and the same metrics. Every training step of the pipeline runs through it: the
+frame classifier's fine-tuning, the boundary LSTM and the recurrent models.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class Trainer:
         self.iteration = 0
         self.logs: dict[str, list[dict]] = {}
         self.window: list[float] = []  # losses since the last train_log row
+        self.extra: dict = {}  # the caller's running state, saved and restored with the rest
 
     def resume(self, restart_on_change: bool = False) -> int:
         """Load `checkpoint.pt` if there is one from the same configuration; return the iteration.
@@ -61,13 +64,14 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.iteration, self.logs, self.window = state["iteration"], state["logs"], state["window"]
+        self.extra = state.get("extra", {})
         log.info("resuming %s from %s at iteration %d", self.description, self.checkpoint_path, self.iteration)
         return self.iteration
 
     def save(self) -> None:
         save_torch({"fingerprint": self.fingerprint, "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "logs": self.logs,
-                    "window": self.window}, self.checkpoint_path)
+                    "window": self.window, "extra": self.extra}, self.checkpoint_path)
         self.write_logs()
 
     def log(self, name: str, row: dict) -> None:
@@ -79,7 +83,9 @@ class Trainer:
             write_csv(rows, self.output_dir / f"{name}.csv")
 
     def run(self, total: int, step: Callable[[int], float], on_step: Callable[[int], None] | None = None,
-            log_every: int = 100) -> None:
+            log_every: int = 100, checkpoint_also: Callable[[int], bool] | None = None) -> None:
+        """Steps from the current iteration to `total`; a checkpoint every `checkpoint_every`
+        iterations and wherever `checkpoint_also(iterations done)` says (e.g. at an epoch's end)."""
         bar = progress_bar(total, self.description)
         bar.update(self.iteration)
         started = time.monotonic()
@@ -97,7 +103,8 @@ class Trainer:
                                        "seconds_since_start": round(time.monotonic() - started, 2)})
                 bar.set_postfix(loss=f"{mean:.4f}", refresh=False)
                 self.window = []
-            if self.iteration % self.checkpoint_every == 0 and self.iteration < total:
+            due = self.iteration % self.checkpoint_every == 0 or (checkpoint_also and checkpoint_also(self.iteration))
+            if due and self.iteration < total:
                 self.save()
             if on_step is not None:
                 on_step(self.iteration)

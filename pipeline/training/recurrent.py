@@ -266,7 +266,8 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
                     on_step=None, restart_on_change: bool = False) -> dict:
     """Train under `config.protocol`, evaluate, and write to `output_dir`:
 
-    checkpoint.pt, train_log.csv (loss), alphas.csv (every alpha of every layer, DDLSTM),
+    checkpoint.pt, train_log.csv (loss), alphas.csv (every alpha of every layer for DDLSTM; a header
+    alone for the others),
     metrics.csv (one row per evaluation and dataset: accuracy, edit, F1@10/25/50, and edit and F1
     by MS-TCN's convention), videos.csv (the final evaluation per video), predictions.npz (final
     per-frame predictions, key "<dataset>/<video>", FOREIGN where another dataset's label won),
@@ -321,6 +322,8 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
         for row in _metrics_rows(results, total, splits[0].split):
             trainer.log("metrics", row)
     trainer.save()
+    if "alphas" not in trainer.logs:  # every run has the file, a header alone without alphas
+        write_csv([], output_dir / "alphas.csv", fieldnames=["iteration", "layer"])
     write_csv([{"dataset": dataset, "video": name, "frames": scores.frames,
                 **score_row(scores, r["videos_mstcn"][name])}
                for dataset, r in results.items() for name, scores in r["videos"].items()],

@@ -11,7 +11,6 @@ from snakemake.utils import validate
 sys.path.insert(0, workflow.basedir)
 from pipeline.dataset_spec import input_route, required_paths
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 # Every job runs the package of this checkout, whatever environment runs it (a --use-conda environment
@@ -31,7 +30,13 @@ SYNTHETIC = config["synthetic"]
 SYNTHETIC_NAMES = ("synbreakfast", "synsalads", "syncooking")
 TABLES = config["tables"]
 # Table 1's methods: (protocol, model) of every run directory <protocol>-<model>-L<depth>.
-TABLE1_METHODS = (("joint", "lstm"), ("joint", "bnlstm"), ("d1d2", "lstm"), ("d2d1", "lstm"), ("joint", "ddlstm"))
+TABLE1_METHODS = (
+    ("joint", "lstm"),
+    ("joint", "bnlstm"),
+    ("d1d2", "lstm"),
+    ("d2d1", "lstm"),
+    ("joint", "ddlstm"),
+)
 # Tables 3 and 4 (comparison with published results): joint LSTM and DDLSTM online, DDLSTM with look-ahead.
 COMPARISON_METHODS = (("joint", "lstm"), ("joint", "ddlstm"), ("lookahead", "ddlstm"))
 # Table 5 (a small dataset learnt from a larger one): pre-train/fine-tune LSTM both ways, joint DDLSTM.
@@ -53,10 +58,15 @@ def _check_config():
     if SYNTHETIC["generate"]:
         for name in DATASETS:
             if name not in SYNTHETIC_NAMES and ROUTES[name] == "videos":
-                raise ValueError(f"config: datasets: {name!r} is not a synthetic dataset {SYNTHETIC_NAMES}; "
-                                 "set synthetic: generate: false for real data")
-    named = [(f"tables: {table}", (entry["dataset"], entry["partner"]))
-             for table in ("table3", "table4") for entry in TABLES.get(table, [])]
+                raise ValueError(
+                    f"config: datasets: {name!r} is not a synthetic dataset {SYNTHETIC_NAMES}; "
+                    "set synthetic: generate: false for real data"
+                )
+    named = [
+        (f"tables: {table}", (entry["dataset"], entry["partner"]))
+        for table in ("table3", "table4")
+        for entry in TABLES.get(table, [])
+    ]
     named += [("tables: table5: pairs", tuple(pair)) for pair in TABLES.get("table5", {}).get("pairs", [])]
     for where, (first, second) in named:
         for name in (first, second):
@@ -176,13 +186,22 @@ def run_inputs(wildcards):
 def run_options(wildcards):
     protocol = "pretrain_finetune" if wildcards.protocol in ("d1d2", "d2d1") else "joint"
     lookahead = wildcards.protocol == "lookahead" or REC.get("lookahead", False)
-    return options({**REC, "protocol": protocol, "lookahead": lookahead, "history": history_of(wildcards.depth)},
-                   skip=("depths", "table1_depth", "history_by_depth"))
+    return options(
+        {**REC, "protocol": protocol, "lookahead": lookahead, "history": history_of(wildcards.depth)},
+        skip=("depths", "table1_depth", "history_by_depth"),
+    )
 
 
 def alpha_init_options(wildcards):
-    return options({**REC, "protocol": "joint", "history": history_of(wildcards.depth),
-                    "alpha_init": float(wildcards.alpha)}, skip=("depths", "table1_depth", "history_by_depth"))
+    return options(
+        {
+            **REC,
+            "protocol": "joint",
+            "history": history_of(wildcards.depth),
+            "alpha_init": float(wildcards.alpha),
+        },
+        skip=("depths", "table1_depth", "history_by_depth"),
+    )
 
 
 def output_folder(wildcards, output):
@@ -210,12 +229,18 @@ def planned_runs():
             runs |= {(pair, split, "joint", "ddlstm", depth) for depth in DEPTHS}
     for table in ("table3", "table4"):
         for entry in TABLES.get(table, []):
-            runs |= {(comparison_pair(entry), split, protocol, model, TABLE1_DEPTH)
-                     for split in SPLITS for protocol, model in COMPARISON_METHODS}
+            runs |= {
+                (comparison_pair(entry), split, protocol, model, TABLE1_DEPTH)
+                for split in SPLITS
+                for protocol, model in COMPARISON_METHODS
+            }
     if "table5" in TABLES:
         split = TABLES["table5"]["split"]
-        runs |= {(tuple(pair), split, protocol, model, TABLE1_DEPTH)
-                 for pair in TABLES["table5"]["pairs"] for protocol, model in TABLE5_METHODS}
+        runs |= {
+            (tuple(pair), split, protocol, model, TABLE1_DEPTH)
+            for pair in TABLES["table5"]["pairs"]
+            for protocol, model in TABLE5_METHODS
+        }
     return sorted(runs)
 
 
@@ -225,14 +250,19 @@ def table_runs():
 
 
 def none_rows():
-    return [f"results/features/{dataset}/split{split}/none.json"
-            for dataset in sorted({d for pair in PAIRS for d in pair}) for split in SPLITS]
+    return [
+        f"results/features/{dataset}/split{split}/none.json"
+        for dataset in sorted({d for pair in PAIRS for d in pair})
+        for split in SPLITS
+    ]
 
 
 def figure7_runs():
     pair, split = PAIR_NAMES[config["figure7"]["pair"]], config["figure7"]["split"]
-    return [f"results/alpha_init/{pair}/split{split}/ddlstm-L{TABLE1_DEPTH}-a{alpha}/alphas.csv"
-            for alpha in config["figure7"]["alpha_inits"]]
+    return [
+        f"results/alpha_init/{pair}/split{split}/ddlstm-L{TABLE1_DEPTH}-a{alpha}/alphas.csv"
+        for alpha in config["figure7"]["alpha_inits"]
+    ]
 
 
 def figure_inputs():
@@ -241,7 +271,7 @@ def figure_inputs():
     return {
         "metrics": table_runs(),
         "none": none_rows(),
-        "ddlstm_runs": [run_path(pair, split, "joint", "ddlstm", TABLE1_DEPTH, "predictions.npz") for pair in PAIRS],
+        "alphas": [run_path(pair, split, "joint", "ddlstm", TABLE1_DEPTH, "alphas.csv") for pair in PAIRS],
         "inits": figure7_runs(),
         "strip_inputs": f"results/boundary/{d2}/split{split}/inputs.h5",
         "strip_finetuned": run_path((d1, d2), split, "d1d2", "lstm", TABLE1_DEPTH, "predictions.npz"),
@@ -249,14 +279,14 @@ def figure_inputs():
     }
 
 
-def alphas_of(wildcards, input):
-    """alphas.csv beside each Table-1 DDLSTM run's predictions."""
-    return " ".join(path.replace("predictions.npz", "alphas.csv") for path in input.ddlstm_runs)
-
-
 def table_names():
     """The tables the configuration asks for."""
-    return ["table1", "table2", "segmentation", *[name for name in ("table3", "table4", "table5") if name in TABLES]]
+    return [
+        "table1",
+        "table2",
+        "segmentation",
+        *[name for name in ("table3", "table4", "table5") if name in TABLES],
+    ]
 
 
 def table_options():
@@ -267,8 +297,12 @@ def table_options():
             entries = [f"{entry['dataset']}:{'+'.join(comparison_pair(entry))}" for entry in TABLES[table]]
             parts += [f"--{table}", *entries]
     if "table5" in TABLES:
-        parts += ["--table5", *["+".join(pair) for pair in TABLES["table5"]["pairs"]],
-                  "--table5-split", str(TABLES["table5"]["split"])]
+        parts += [
+            "--table5",
+            *["+".join(pair) for pair in TABLES["table5"]["pairs"]],
+            "--table5-split",
+            str(TABLES["table5"]["split"]),
+        ]
     if FEATURE_DATASETS:
         parts += ["--feature-datasets", *FEATURE_DATASETS]
     return " ".join(parts)
@@ -276,15 +310,27 @@ def table_options():
 
 def readings():
     """The readings of the paper the runs used, for the tables' captions (docs/method.md)."""
-    labels = {"all": "a frame predicted over every dataset's labels", "own": "a frame predicted over its own labels"}
-    layout = {"blocks": "each dataset's logits in input columns of its own", "shared": "logits in shared input columns"}
+    labels = {
+        "all": "a frame predicted over every dataset's labels",
+        "own": "a frame predicted over its own labels",
+    }
+    layout = {
+        "blocks": "each dataset's logits in input columns of its own",
+        "shared": "logits in shared input columns",
+    }
     windows = {"end": "short windows after padding", "start": "short windows from timestep 0"}
     folds = config["boundary"]["folds"]
-    return (f"readings: {labels[REC['eval_labels']]} (eval_labels: {REC['eval_labels']}), "
-            f"{layout[REC['input_layout']]} (input_layout: {REC['input_layout']}), "
-            f"{windows[REC['short_windows']]} (short_windows: {REC['short_windows']}), "
-            + (f"boundary features cross-fitted over {folds} folds" if folds > 1 else "boundary features in-sample")
-            + f" (boundary folds: {folds})")
+    return (
+        f"readings: {labels[REC['eval_labels']]} (eval_labels: {REC['eval_labels']}), "
+        f"{layout[REC['input_layout']]} (input_layout: {REC['input_layout']}), "
+        f"{windows[REC['short_windows']]} (short_windows: {REC['short_windows']}), "
+        + (
+            f"boundary features cross-fitted over {folds} folds"
+            if folds > 1
+            else "boundary features in-sample"
+        )
+        + f" (boundary folds: {folds})"
+    )
 
 
 def get_final_output():

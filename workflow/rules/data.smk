@@ -6,16 +6,16 @@ rule synthetic_data:
         "results/logs/synthetic_data.log",
     benchmark:
         "results/benchmarks/synthetic_data.tsv"
-    params:
-        folder=output_folder,
-        names=" ".join(name for name in DATASETS if name in SYNTHETIC_NAMES),
-        options=options(SYNTHETIC, skip=("generate", "output")),
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../envs/ddlstm.yaml"
+    params:
+        folder=output_folder,
+        names=" ".join(name for name in DATASETS if name in SYNTHETIC_NAMES),
+        options=options(SYNTHETIC, skip=("generate", "output")),
     shell:
         "python -m pipeline synthetic --output {params.folder} --datasets {params.names} {params.options} > {log} 2>&1"
 
@@ -26,21 +26,21 @@ rule frames:
         dataset_files,
     output:
         report="results/frames/{dataset}/report.csv",
-    wildcard_constraints:
-        dataset=one_of(VIDEO_DATASETS),
     log:
         "results/logs/frames/{dataset}.log",
     benchmark:
         "results/benchmarks/frames/{dataset}.tsv"
-    params:
-        spec=dataset_spec,
-        options=frames_options(),
+    wildcard_constraints:
+        dataset=one_of(VIDEO_DATASETS),
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        "../envs/ddlstm.yaml"
+    params:
+        spec=dataset_spec,
+        options=frames_options(),
     shell:
         "python -m pipeline frames --dataset {params.spec:q} --output-dir results/frames/{wildcards.dataset} "
         "--report {output.report} {params.options} > {log} 2>&1"
@@ -52,22 +52,22 @@ rule check_features:
         dataset_files,
     output:
         report="results/precomputed/{dataset}/report.csv",
-    wildcard_constraints:
-        dataset=one_of(FEATURE_DATASETS),
     log:
         "results/logs/check_features/{dataset}.log",
     benchmark:
         "results/benchmarks/check_features/{dataset}.tsv"
-    params:
-        spec=dataset_spec,
-        fps=config["frames"]["fps"],
-        options=tolerance_options(),
+    wildcard_constraints:
+        dataset=one_of(FEATURE_DATASETS),
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=120,
-    conda:
-        "../envs/ddlstm.yaml"
+    params:
+        spec=dataset_spec,
+        fps=config["frames"]["fps"],
+        options=tolerance_options(),
     shell:
         "python -m pipeline check-features --dataset {params.spec:q} --fps {params.fps} --report {output.report} "
         "{params.options} > {log} 2>&1"

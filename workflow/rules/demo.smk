@@ -6,11 +6,11 @@ rule toy_demo:
         "results/logs/toy_demo.log",
     benchmark:
         "results/benchmarks/toy_demo.tsv"
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 2
     resources:
         mem_mb=2000,
         runtime=15,
-    conda:
-        "../envs/ddlstm.yaml"
     shell:
         "python -m pipeline.demo --output {output.table} > {log} 2>&1"

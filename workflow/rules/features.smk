@@ -9,24 +9,24 @@ rule finetune:
     output:
         model="results/features/{dataset}/split{split}/finetune/model.pt",
         metrics="results/features/{dataset}/split{split}/finetune/metrics.csv",
-    wildcard_constraints:
-        dataset=one_of(VIDEO_DATASETS),
     log:
         "results/logs/finetune/{dataset}/split{split}.log",
     benchmark:
         "results/benchmarks/finetune/{dataset}/split{split}.tsv"
-    params:
-        spec=dataset_spec,
-        store=config["frames"]["store"],
-        fps=config["frames"]["fps"],
-        options=FEATURE_OPTIONS,
+    wildcard_constraints:
+        dataset=one_of(VIDEO_DATASETS),
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=720,
         gpu=1,
-    conda:
-        "../envs/ddlstm.yaml"
+    params:
+        spec=dataset_spec,
+        store=config["frames"]["store"],
+        fps=config["frames"]["fps"],
+        options=FEATURE_OPTIONS,
     shell:
         "python -m pipeline finetune --restart-on-change --dataset {params.spec:q} --split {wildcards.split} "
         "--frames results/frames/{wildcards.dataset} --store {params.store} --fps {params.fps} "
@@ -40,24 +40,24 @@ rule extract:
         model="results/features/{dataset}/split{split}/finetune/model.pt",
     output:
         logits="results/features/{dataset}/split{split}/logits.h5",
-    wildcard_constraints:
-        dataset=one_of(VIDEO_DATASETS),
     log:
         "results/logs/extract/{dataset}/split{split}.log",
     benchmark:
         "results/benchmarks/extract/{dataset}/split{split}.tsv"
-    params:
-        spec=dataset_spec,
-        store=config["frames"]["store"],
-        fps=config["frames"]["fps"],
-        batch=config["features"].get("extract_batch_size", 64),
+    wildcard_constraints:
+        dataset=one_of(VIDEO_DATASETS),
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=240,
         gpu=1,
-    conda:
-        "../envs/ddlstm.yaml"
+    params:
+        spec=dataset_spec,
+        store=config["frames"]["store"],
+        fps=config["frames"]["fps"],
+        batch=config["features"].get("extract_batch_size", 64),
     shell:
         "python -m pipeline extract --dataset {params.spec:q} --split {wildcards.split} "
         "--frames results/frames/{wildcards.dataset} --store {params.store} --fps {params.fps} "
@@ -72,22 +72,22 @@ rule linear:
         logits="results/features/{dataset}/split{split}/logits.h5",
         model="results/features/{dataset}/split{split}/linear/model.pt",
         metrics="results/features/{dataset}/split{split}/linear/metrics.json",
-    wildcard_constraints:
-        dataset=one_of(FEATURE_DATASETS),
     log:
         "results/logs/linear/{dataset}/split{split}.log",
     benchmark:
         "results/benchmarks/linear/{dataset}/split{split}.tsv"
-    params:
-        spec=dataset_spec,
-        fps=config["frames"]["fps"],
-        options=" ".join((tolerance_options(), options(config["classifier"]))),
+    wildcard_constraints:
+        dataset=one_of(FEATURE_DATASETS),
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=120,
-    conda:
-        "../envs/ddlstm.yaml"
+    params:
+        spec=dataset_spec,
+        fps=config["frames"]["fps"],
+        options=" ".join((tolerance_options(), options(config["classifier"]))),
     shell:
         "python -m pipeline linear --dataset {params.spec:q} --split {wildcards.split} --fps {params.fps} "
         "--output {output.logits} --work-dir results/features/{wildcards.dataset}/split{wildcards.split}/linear "
@@ -104,11 +104,11 @@ rule none_row:
         "results/logs/none_row/{dataset}/split{split}.log",
     benchmark:
         "results/benchmarks/none_row/{dataset}/split{split}.tsv"
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/ddlstm.yaml"
     shell:
         "python -m pipeline none-row --logits {input.logits} --output {output.json} > {log} 2>&1"

@@ -8,15 +8,15 @@ rule boundary:
         "results/logs/boundary/{dataset}/split{split}.log",
     benchmark:
         "results/benchmarks/boundary/{dataset}/split{split}.tsv"
-    params:
-        options=options(config["boundary"]),
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 1  # small recurrent models: one thread is as fast as two, so two jobs run at once
     resources:
         mem_mb=4000,
         runtime=240,
         gpu=1,
-    conda:
-        "../envs/ddlstm.yaml"
+    params:
+        options=options(config["boundary"]),
     shell:
         "python -m pipeline boundary --restart-on-change --logits {input.logits} --output {output.inputs} "
         "--work-dir results/boundary/{wildcards.dataset}/split{wildcards.split}/work {params.options} > {log} 2>&1"
@@ -29,20 +29,21 @@ rule train:
     output:
         metrics="results/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}/metrics.csv",
         predictions="results/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}/predictions.npz",
+        alphas="results/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}/alphas.csv",
     log:
         "results/logs/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}.log",
     benchmark:
         "results/benchmarks/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}.tsv"
-    params:
-        folder=output_folder,
-        options=run_options,
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 1  # small recurrent models: one thread is as fast as two, so two jobs run at once
     resources:
         mem_mb=8000,
         runtime=1440,
         gpu=1,
-    conda:
-        "../envs/ddlstm.yaml"
+    params:
+        folder=output_folder,
+        options=run_options,
     shell:
         "python -m pipeline train --restart-on-change --inputs {input} --output-dir {params.folder} --model {wildcards.model} "
         "--layers {wildcards.depth} {params.options} > {log} 2>&1"
@@ -59,16 +60,16 @@ rule alpha_init:
         "results/logs/alpha_init/{d1}+{d2}/split{split}/ddlstm-L{depth}-a{alpha}.log",
     benchmark:
         "results/benchmarks/alpha_init/{d1}+{d2}/split{split}/ddlstm-L{depth}-a{alpha}.tsv"
-    params:
-        folder=output_folder,
-        options=alpha_init_options,
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 1  # small recurrent models: one thread is as fast as two, so two jobs run at once
     resources:
         mem_mb=8000,
         runtime=1440,
         gpu=1,
-    conda:
-        "../envs/ddlstm.yaml"
+    params:
+        folder=output_folder,
+        options=alpha_init_options,
     shell:
         "python -m pipeline train --restart-on-change --inputs {input} --output-dir {params.folder} --model ddlstm "
         "--layers {wildcards.depth} {params.options} > {log} 2>&1"

@@ -4,13 +4,22 @@ rule tables:
         metrics=table_runs(),
         none=none_rows(),
     output:
-        report(expand("results/tables/{name}.csv", name=table_names()), caption="../report/tables.rst",
-               category="Tables"),
+        report(
+            expand("results/tables/{name}.csv", name=table_names()),
+            caption="../report/tables.rst",
+            category="Tables",
+        ),
         expand("results/tables/{name}.{ext}", name=table_names(), ext=("md", "tex")),
     log:
         "results/logs/tables.log",
     benchmark:
         "results/benchmarks/tables.tsv"
+    conda:
+        "../envs/ddlstm.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         pairs=" ".join(PAIR_NAMES),
         depths=" ".join(map(str, DEPTHS)),
@@ -18,12 +27,6 @@ rule tables:
         paper="--paper" if config.get("paper_comparison", False) else "",
         tables=table_options(),
         readings=readings(),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/ddlstm.yaml"
     shell:
         "python -m pipeline tables --metrics {input.metrics} --none {input.none} --pairs {params.pairs} "
         "--depths {params.depths} --table1-depth {params.depth} {params.paper} {params.tables} --readings {params.readings:q} "
@@ -36,24 +39,26 @@ rule figures:
     input:
         **figure_inputs(),
     output:
-        report(expand("results/figures/fig{number}.png", number=(5, 6, 7)), caption="../report/figures.rst",
-               category="Figures"),
+        report(
+            expand("results/figures/fig{number}.png", number=(5, 6, 7)),
+            caption="../report/figures.rst",
+            category="Figures",
+        ),
     log:
         "results/logs/figures.log",
     benchmark:
         "results/benchmarks/figures.tsv"
-    params:
-        pairs=" ".join(PAIR_NAMES),
-        depth=TABLE1_DEPTH,
-        alphas=alphas_of,
+    conda:
+        "../envs/ddlstm.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/ddlstm.yaml"
+    params:
+        pairs=" ".join(PAIR_NAMES),
+        depth=TABLE1_DEPTH,
     shell:
         "python -m pipeline figures --metrics {input.metrics} --none {input.none} --pairs {params.pairs} "
-        "--table1-depth {params.depth} --alphas {params.alphas} --alpha-init-runs {input.inits} "
+        "--table1-depth {params.depth} --alphas {input.alphas} --alpha-init-runs {input.inits} "
         "--strip-inputs {input.strip_inputs} --strip-finetuned {input.strip_finetuned} "
         "--strip-ddlstm {input.strip_ddlstm} --output-dir results/figures > {log} 2>&1"

@@ -85,7 +85,7 @@ def load_dataset(spec: dict, base_dir: str | Path | None = None) -> Dataset:
     return dataset
 
 
-__all__ = ["READERS", "features_folder", "input_route", "load_dataset", "required_paths", "read_breakfast", "read_mpii", "read_mstcn", "read_salads", "read_spec", "reader_options"]
+__all__ = ["READERS", "features_folder", "input_route", "load_dataset", "read_breakfast", "read_mpii", "read_mstcn", "read_salads", "read_spec", "reader_options", "required_paths"]
 
 
 def read_spec(source: str, name: str | None = None) -> dict:

@@ -7,14 +7,12 @@ annotations in the native format of the dataset each stands for (`formats.py`), 
 exercises the real readers and the real decoder. Each has several participants, so
 leave-person-out splits exist. Everything is deterministic given the seed.
 
-    python -m pipeline.data.synthetic --output resources/synthetic --seed 0
+    python -m pipeline synthetic --output resources/synthetic --seed 0
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -87,23 +85,4 @@ def generate(root: str | Path, seed: int = 0, sizes: Sizes = Sizes(), names=tupl
     return specs
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline synthetic", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", required=True, help="folder to write the datasets into")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same data")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS),
-                        help="which synthetic datasets to write (default: all three)")
-    parser.add_argument("--participants", type=int, default=Sizes.participants, help="participants per dataset")
-    parser.add_argument("--videos-per-participant", type=int, default=Sizes.videos_per_participant,
-                        help="recordings per participant")
-    parser.add_argument("--frame-size", type=int, default=Sizes.frame_size, help="frame height and width (even)")
-    parser.add_argument("--pace", type=float, default=Sizes.pace, help="scale of step lengths (<1: shorter videos)")
-    args = parser.parse_args(argv)
-    sizes = Sizes(args.participants, args.videos_per_participant, args.frame_size, args.pace)
-    specs = generate(args.output, args.seed, sizes, tuple(args.datasets))
-    print(json.dumps(specs, indent=2), file=sys.stdout)
-    return 0
-
-
-__all__ = ["ACTIVITIES", "DATASETS", "Sizes", "generate", "main"]
+__all__ = ["ACTIVITIES", "DATASETS", "Sizes", "generate"]

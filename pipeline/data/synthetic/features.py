@@ -23,7 +23,6 @@ The numbers obtained on these features say how the pipeline behaves on real labe
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -116,28 +115,3 @@ def write_folder(source: str | Path, output: str | Path, name: str | None = None
     write_text(output / "synthesis.json", json.dumps({"source": str(source), "name": name, "model": asdict(model),
                                                       "videos": videos}, indent=2) + "\n")
     return videos
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline synthetic-features", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", required=True, help="MS-TCN folder with groundTruth/ and mapping.txt")
-    parser.add_argument("--output", required=True, help="MS-TCN folder to write (features/, groundTruth/, ...)")
-    parser.add_argument("--name", help="seeds the dataset's class means and distortion (default: the source's name)")
-    parser.add_argument("--participants", type=int, help="participants kept, spread over all (default: all)")
-    parser.add_argument("--videos-per-participant", type=int, help="videos kept per participant (default: all)")
-    parser.add_argument("--participant-pattern", default=DEFAULT_PATTERN,
-                        help=f"regex whose first group is a video's participant (default: {DEFAULT_PATTERN})")
-    defaults = FeatureModel()
-    for field, text in (("dim", "feature dimension D"), ("noise", "std of the per-frame noise"),
-                        ("drift", "std of the slow per-video drift"),
-                        ("drift_coefficient", "AR(1) coefficient of the drift"), ("seed", "random seed")):
-        value = getattr(defaults, field)
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value,
-                            help=f"{text} (default: {value})")
-    args = parser.parse_args(argv)
-    model = FeatureModel(args.dim, args.noise, args.drift, args.drift_coefficient, args.seed)
-    videos = write_folder(args.source, args.output, args.name, model, args.participants, args.videos_per_participant,
-                          args.participant_pattern)
-    print(f"wrote {len(videos)} videos to {args.output}")
-    return 0

@@ -163,7 +163,7 @@ class NativeRecurrentLayer(torch.autograd.Function):
             raise RuntimeError("the native recurrent kernel supports one backward pass per forward; for "
                                "retain_graph=True use implementation='reference'")
         module = extension()
-        w_ih, w_hh, alpha, gx, gh, gc, out = ctx.saved_tensors
+        w_ih, w_hh, alpha, _, _, gc, out = ctx.saved_tensors
         x_tm, acts, gates, cc, tanh_cell, mask_tm = ctx.work
         spec = ctx.spec
         T, N, H = out.shape
