@@ -313,3 +313,26 @@ def test_without_a_compiler_the_tensor_kernel_runs(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[-2] == "False (6, 5, 8)"
     assert "the native recurrent kernel is not available" in result.stderr and "using the tensor kernel" in result.stderr
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_kernels_equal_reference_cell_when_a_step_is_split_between_threads(kernel):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # 96 rows of 160 gates: the native kernel splits each step's rows
+    try:
+        torch.manual_seed(0)
+        ref = DDLSTM(12, 40, 2, implementation="reference", max_timesteps=6).double()
+        fast = copy.deepcopy(ref)
+        fast.implementation = kernel
+        x = torch.randn(96, 6, 12, dtype=torch.float64)
+        mask = torch.ones(96, 6, dtype=torch.bool)
+        mask[::7, :2] = False
+        y_ref, y_fast = ref(x, domain_sizes=[60, 36], mask=mask), fast(x, domain_sizes=[60, 36], mask=mask)
+        torch.testing.assert_close(y_fast, y_ref, rtol=1e-10, atol=1e-12)
+        grad = torch.randn_like(y_ref)
+        (y_ref * grad).sum().backward()
+        (y_fast * grad).sum().backward()
+        for (name, p_ref), p_fast in zip(ref.named_parameters(), fast.parameters()):
+            torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-9, atol=1e-11, msg=name)
+    finally:
+        torch.set_num_threads(threads)

@@ -35,7 +35,9 @@ _lock = threading.Lock()
 _state: dict = {}
 
 
-FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math"]
+# -fopenmp: at::parallel_for splits a step's rows between PyTorch's threads (the OpenMP runtime is
+# PyTorch's own libgomp, already loaded); without it the loops run on one thread.
+FLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
 
 
 def _build_directory(name: str) -> Path:
@@ -65,8 +67,8 @@ def _compile_or_import():
 
     directory.mkdir(parents=True, exist_ok=True)
     log.info("compiling the native recurrent kernel into %s (once per machine and version)", directory)
-    return load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS, build_directory=str(directory),
-                verbose=False)
+    return load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
+                build_directory=str(directory), verbose=False)
 
 
 def extension():

@@ -14,8 +14,13 @@
 // e directions; columns [E a | E a^2]), variances and reciprocal standard deviations. backward_loop
 // walks the steps back and returns the gradients with respect to W_x x_t and W_h h_{t-1} for every
 // step, the bias and affine gradients, and the per-step coefficients alpha's gradient needs.
+//
+// Threads: each step's work over rows (and its sums over rows, by columns) is split between PyTorch's
+// intra-op threads when the step is large enough to pay for it (ROW_GRAIN elements a thread).
 
 #include <torch/extension.h>
+
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
@@ -24,6 +29,23 @@
 #include <vector>
 
 namespace {
+
+constexpr int64_t ROW_GRAIN = 16384;  // elements of work below which a loop is not split between threads
+
+// An AVX2 (and FMA) copy of the hot functions beside the baseline one, picked at load time by the CPU:
+// 8-wide vector loops where the CPU has them, and the same build runs on any x86-64.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MULTIVERSIONED __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define MULTIVERSIONED
+#endif
+
+// Runs f(begin, end) over [0, n) split between threads, `width` elements of work per index.
+template <typename F>
+inline void split(int64_t n, int64_t width, const F& f) {
+  const int64_t grain = std::max<int64_t>(1, ROW_GRAIN / std::max<int64_t>(1, width));
+  at::parallel_for(0, n, grain, f);
+}
 
 // ---- vectorisable elementwise functions ------------------------------------------------------------
 
@@ -64,37 +86,59 @@ inline T tanh_of(T x) {
   return T(2) * sigmoid(T(2) * x) - T(1);
 }
 
-// An AVX2 (and FMA) copy of the hot functions beside the baseline one, picked at load time by the CPU:
-// 8-wide vector loops where the CPU has them, and the same build runs on any x86-64.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MULTIVERSIONED __attribute__((target_clones("arch=haswell", "default")))
-#else
-#define MULTIVERSIONED
-#endif
+// ---- row kernels: the work of one step on rows [begin, end) -----------------------------------------
 
-// Gates of one step: z (N, G) -> s with sigmoid(f, i, o) and tanh(g); c = f c_prev + i g.
+// [a_x | a_h] -> their squares, in the next 2G columns of each row.
 template <typename T>
-MULTIVERSIONED void gates_and_cell(T* s, const T* z, const T* c_prev, T* c, int64_t rows, int64_t H) {
+MULTIVERSIONED void squares_rows(T* acts, int64_t width, int64_t G, int64_t begin, int64_t end) {
+  for (int64_t j = begin; j < end; ++j) {
+    T* row = acts + j * width;
+    for (int64_t k = 0; k < 2 * G; ++k) row[2 * G + k] = row[k] * row[k];
+  }
+}
+
+// z = a_x scale_x + a_h scale_h + shift (per row's domain: affine (d, 2G) [scale | ...], shift (d, G)).
+template <typename T>
+MULTIVERSIONED void normalised_gates_rows(T* z, const T* acts, int64_t width, const T* scale, const T* shift,
+                                          const int64_t* row_block, int64_t G, int64_t begin, int64_t end) {
+  for (int64_t j = begin; j < end; ++j) {
+    const T* row = acts + j * width;
+    const T* sx = scale + row_block[j] * 2 * G;
+    const T* sh = sx + G;
+    const T* f = shift + row_block[j] * G;
+    T* zj = z + j * G;
+    for (int64_t k = 0; k < G; ++k) zj[k] = row[k] * sx[k] + row[G + k] * sh[k] + f[k];
+  }
+}
+
+// Gates of a step: s = sigmoid(f, i, o) and tanh(g) from z (N, G); c = f c_prev + i g written into the
+// rows of cc_now (width ccw: [c | c^2] with normalisers, where c^2 is written too).
+template <typename T>
+MULTIVERSIONED void gates_and_cell_rows(T* s, const T* z, const T* cc_prev, T* cc_now, int64_t ccw, int64_t H,
+                                        bool squares, int64_t begin, int64_t end) {
   const int64_t G = 4 * H;
-  for (int64_t j = 0; j < rows; ++j) {
+  for (int64_t j = begin; j < end; ++j) {
     T* sj = s + j * G;
     const T* zj = z + j * G;
     for (int64_t k = 0; k < 3 * H; ++k) sj[k] = sigmoid(zj[k]);
     for (int64_t k = 3 * H; k < G; ++k) sj[k] = tanh_of(zj[k]);
-    const T* cp = c_prev + j * H;
-    T* cj = c + j * H;
+    const T* cp = cc_prev + j * ccw;
+    T* cj = cc_now + j * ccw;
     for (int64_t k = 0; k < H; ++k) cj[k] = sj[k] * cp[k] + sj[H + k] * sj[3 * H + k];
+    if (squares)
+      for (int64_t k = 0; k < H; ++k) cj[H + k] = cj[k] * cj[k];
   }
 }
 
-// tanh of the (affine-normalised) cell and the output: u = c * scale + shift (per column, or the
-// identity without a normaliser), th = tanh(u), h = o * th.
+// th = tanh(c * scale + shift) (or tanh(c) without a normaliser), h = o th; padded rows (mask false)
+// carry h and the cell state through unchanged.
 template <typename T>
-MULTIVERSIONED void cell_output(T* th, T* h, const T* c, const T* s, const T* scale, const T* shift, int64_t rows,
-                                int64_t H) {
+MULTIVERSIONED void cell_output_rows(T* th, T* h, T* cc_now, int64_t ccw, const T* cc_prev, const T* h_prev,
+                                     const T* s, const T* scale, const T* shift, const bool* mask, int64_t H,
+                                     int64_t begin, int64_t end) {
   const int64_t G = 4 * H;
-  for (int64_t j = 0; j < rows; ++j) {
-    const T* cj = c + j * H;
+  for (int64_t j = begin; j < end; ++j) {
+    const T* cj = cc_now + j * ccw;
     T* tj = th + j * H;
     T* hj = h + j * H;
     const T* oj = s + j * G + 2 * H;
@@ -104,6 +148,99 @@ MULTIVERSIONED void cell_output(T* th, T* h, const T* c, const T* s, const T* sc
       for (int64_t k = 0; k < H; ++k) tj[k] = tanh_of(cj[k]);
     }
     for (int64_t k = 0; k < H; ++k) hj[k] = oj[k] * tj[k];
+    if (mask != nullptr && !mask[j]) {
+      std::memcpy(hj, h_prev + j * H, sizeof(T) * H);
+      std::memcpy(cc_now + j * ccw, cc_prev + j * ccw, sizeof(T) * ccw);
+    }
+  }
+}
+
+// Backward through h = o tanh(u), starting a step: dh += d_out; a padded row keeps its dh aside (dh_keep)
+// for the step before; dz of o's pre-activation and du.
+template <typename T>
+MULTIVERSIONED void output_grad_rows(T* dh, T* dh_keep, const T* d_out, const bool* mask, const T* s, const T* th,
+                                     T* dz, T* du, int64_t H, int64_t begin, int64_t end) {
+  const int64_t G = 4 * H;
+  for (int64_t j = begin; j < end; ++j) {
+    T* dhj = dh + j * H;
+    const T* doj = d_out + j * H;
+    for (int64_t k = 0; k < H; ++k) dhj[k] += doj[k];
+    if (mask != nullptr) {
+      T* keep = dh_keep + j * H;
+      if (mask[j]) {
+        std::fill(keep, keep + H, T(0));
+      } else {
+        std::memcpy(keep, dhj, sizeof(T) * H);
+        std::fill(dhj, dhj + H, T(0));
+      }
+    }
+    const T* oj = s + j * G + 2 * H;
+    const T* tj = th + j * H;
+    T* dzo = dz + j * G + 2 * H;
+    T* duj = du + j * H;
+    for (int64_t k = 0; k < H; ++k) {
+      dzo[k] = dhj[k] * tj[k] * oj[k] * (T(1) - oj[k]);
+      duj[k] = dhj[k] * oj[k] * (T(1) - tj[k] * tj[k]);
+    }
+  }
+}
+
+// dc += dcn; a padded row's dc set aside; the pre-activation gradients of f, i and g.
+template <typename T>
+MULTIVERSIONED void gate_grad_rows(T* dc, T* dc_keep, const T* dcn, const bool* mask, const T* s, const T* cc_prev,
+                                   int64_t ccw, T* dz, int64_t H, int64_t begin, int64_t end) {
+  const int64_t G = 4 * H;
+  for (int64_t j = begin; j < end; ++j) {
+    T* dcj = dc + j * H;
+    const T* dnj = dcn + j * H;
+    for (int64_t k = 0; k < H; ++k) dcj[k] += dnj[k];
+    if (mask != nullptr) {
+      T* keep = dc_keep + j * H;
+      if (mask[j]) {
+        std::fill(keep, keep + H, T(0));
+      } else {
+        std::memcpy(keep, dcj, sizeof(T) * H);
+        std::fill(dcj, dcj + H, T(0));
+      }
+    }
+    const T* sj = s + j * G;
+    const T* cp = cc_prev + j * ccw;
+    T* dzj = dz + j * G;
+    for (int64_t k = 0; k < H; ++k) {
+      const T f = sj[k], i = sj[H + k], g = sj[3 * H + k];
+      dzj[k] = dcj[k] * cp[k] * f * (T(1) - f);
+      dzj[H + k] = dcj[k] * g * i * (T(1) - i);
+      dzj[3 * H + k] = dcj[k] * i * (T(1) - g * g);
+    }
+  }
+}
+
+// Ending a step backwards: dc *= f (through c = f c_prev + ...), and the padded rows' kept gradients back.
+template <typename T>
+MULTIVERSIONED void carry_rows(T* dh, T* dc, const T* dh_keep, const T* dc_keep, const T* s, bool masked, int64_t H,
+                               int64_t begin, int64_t end) {
+  const int64_t G = 4 * H;
+  for (int64_t j = begin; j < end; ++j) {
+    T* dcj = dc + j * H;
+    const T* fj = s + j * G;
+    for (int64_t k = 0; k < H; ++k) dcj[k] *= fj[k];
+    if (masked) {
+      T* dhj = dh + j * H;
+      for (int64_t k = 0; k < H; ++k) {
+        dhj[k] += dh_keep[j * H + k];
+        dcj[k] += dc_keep[j * H + k];
+      }
+    }
+  }
+}
+
+// Column sums over rows [row_begin, row_end) of x (stride `stride`), columns [begin, end), added to out.
+template <typename T>
+MULTIVERSIONED void column_sums(T* out, const T* x, int64_t stride, int64_t row_begin, int64_t row_end,
+                                int64_t begin, int64_t end) {
+  for (int64_t j = row_begin; j < row_end; ++j) {
+    const T* xj = x + j * stride;
+    for (int64_t q = begin; q < end; ++q) out[q] += xj[q];
   }
 }
 
@@ -111,17 +248,25 @@ MULTIVERSIONED void cell_output(T* th, T* h, const T* c, const T* s, const T* sc
 
 struct Blocks {
   std::vector<int64_t> start, stop;  // rows of each present domain
-  int64_t domain_of(int64_t row) const {
-    for (size_t b = 0; b < start.size(); ++b)
-      if (row >= start[b] && row < stop[b]) return static_cast<int64_t>(b);
-    return -1;
-  }
+  std::vector<int64_t> row_block;    // the domain (index into start / stop) of every row
 };
+
+Blocks read_blocks(const torch::Tensor& blocks, int64_t rows) {
+  Blocks out;
+  auto b = blocks.accessor<int64_t, 2>();
+  out.row_block.assign(static_cast<size_t>(rows), 0);
+  for (int64_t i = 0; i < blocks.size(0); ++i) {
+    out.start.push_back(b[i][0]);
+    out.stop.push_back(b[i][1]);
+    for (int64_t j = b[i][0]; j < b[i][1]; ++j) out.row_block[static_cast<size_t>(j)] = i;
+  }
+  return out;
+}
 
 // From the step's moments [E a | E a^2] (rows 0..d-1) of width 2W: var, rstd, and the affine map
 // y = a * scale + shift of each domain (d, W).
 template <typename T>
-MULTIVERSIONED void statistics(const T* moments, T* var, T* rstd, T* scale, T* shift, const T* gamma, const T* beta, int64_t d,
+void statistics(const T* moments, T* var, T* rstd, T* scale, T* shift, const T* gamma, const T* beta, int64_t d,
                 int64_t W, double eps) {
   for (int64_t b = 0; b < d; ++b) {
     const T* mean = moments + b * 2 * W;
@@ -138,35 +283,70 @@ MULTIVERSIONED void statistics(const T* moments, T* var, T* rstd, T* scale, T* s
   }
 }
 
+// da_j = sum_i nw_ij coef_const_i + 2 a_j sum_i nw_ij grad_var_i + dy_j rstd_b gamma, rows [begin, end).
+template <typename T>
+MULTIVERSIONED void norm_input_grad_rows(T* da, const T* dy, const T* buf, int64_t buf_stride, const T* coef,
+                                         const T* rstd, const T* gamma, const T* nw, const int64_t* row_block,
+                                         int64_t d, int64_t N, int64_t F, int64_t k, int64_t begin, int64_t end) {
+  const int64_t W = k * F;
+  for (int64_t j = begin; j < end; ++j) {
+    T* daj = da + j * W;
+    const T* aj = buf + j * buf_stride;
+    std::fill(daj, daj + W, T(0));
+    for (int64_t i = 0; i < d; ++i) {
+      const T weight = nw[i * N + j];
+      if (weight == T(0)) continue;
+      const T* cc = coef + i * 2 * W;
+      for (int64_t w = 0; w < W; ++w) daj[w] += weight * (cc[w] + T(2) * aj[w] * cc[W + w]);
+    }
+    const int64_t b = row_block[j];
+    const T* dyj = dy + j * F;
+    const T* rb = rstd + b * W;
+    for (int64_t side = 0; side < k; ++side)
+      for (int64_t q = 0; q < F; ++q) daj[side * F + q] += dyj[q] * rb[side * F + q] * gamma[side * F + q];
+  }
+}
+
+// Per domain: the sums of dy (d, F) and of dy * a (d, W) over its rows, split by columns between threads.
+template <typename T>
+MULTIVERSIONED void domain_sums_columns(T* sum_dy, T* sum_dya, const T* dy, const T* buf, int64_t buf_stride,
+                                        int64_t row_begin, int64_t row_end, int64_t F, int64_t k, int64_t begin,
+                                        int64_t end) {
+  // columns [begin, end) of F: sum_dy[q] and sum_dya[side * F + q] for every side
+  for (int64_t j = row_begin; j < row_end; ++j) {
+    const T* dyj = dy + j * F;
+    const T* aj = buf + j * buf_stride;
+    for (int64_t q = begin; q < end; ++q) sum_dy[q] += dyj[q];
+    for (int64_t side = 0; side < k; ++side)
+      for (int64_t q = begin; q < end; ++q) sum_dya[side * F + q] += dyj[q] * aj[side * F + q];
+  }
+}
+
 // Backward of the normaliser for one step. dy (N, F) is the gradient of every one of its k sides
 // (W = k F columns of a = buf[:, :W]); nw (d, N) the normalised weights of the step; coef (d, 2W) and
 // grad_mean (d, W) receive [dL/dmean - 2 mean dL/dvar | dL/dvar] and dL/dmean; da (N, W) the
 // gradient of a; dgamma, dbeta (W) accumulate the affine gradients.
 template <typename T>
-MULTIVERSIONED void norm_backward(const T* dy, const T* buf, int64_t buf_stride, const T* moments, const T* rstd, const T* gamma,
+void norm_backward(const T* dy, const T* buf, int64_t buf_stride, const T* moments, const T* rstd, const T* gamma,
                    const T* nw, const Blocks& blocks, int64_t N, int64_t F, int64_t k, T* coef, T* grad_mean, T* da,
                    T* dgamma, T* dbeta, std::vector<T>& sums) {
   const int64_t d = static_cast<int64_t>(blocks.start.size());
   const int64_t W = k * F;
-  // per domain: sum of dy and of dy * a over its rows
   sums.assign(static_cast<size_t>(d * (F + W)), T(0));
   for (int64_t b = 0; b < d; ++b) {
     T* sum_dy = sums.data() + b * (F + W);
     T* sum_dya = sum_dy + F;
-    for (int64_t j = blocks.start[b]; j < blocks.stop[b]; ++j) {
-      const T* dyj = dy + j * F;
-      const T* aj = buf + j * buf_stride;
-      for (int64_t q = 0; q < F; ++q) sum_dy[q] += dyj[q];
-      for (int64_t side = 0; side < k; ++side)
-        for (int64_t q = 0; q < F; ++q) sum_dya[side * F + q] += dyj[q] * aj[side * F + q];
-    }
+    const int64_t rows = blocks.stop[b] - blocks.start[b];
+    split(F, rows * (k + 1), [&](int64_t begin, int64_t end) {
+      domain_sums_columns(sum_dy, sum_dya, dy, buf, buf_stride, blocks.start[b], blocks.stop[b], F, k, begin, end);
+    });
     const T* mean = moments + b * 2 * W;
     for (int64_t w = 0; w < W; ++w) {
-      T rg = rstd[b * W + w] * gamma[w];
-      T sdy = sum_dy[w % F];
-      T gm = -rg * sdy;
-      T dy_xhat = (sum_dya[w] - mean[w] * sdy) * rstd[b * W + w];
-      T gv = T(-0.5) * dy_xhat * rstd[b * W + w] * rg;
+      const T rg = rstd[b * W + w] * gamma[w];
+      const T sdy = sum_dy[w % F];
+      const T gm = -rg * sdy;
+      const T dy_xhat = (sum_dya[w] - mean[w] * sdy) * rstd[b * W + w];
+      const T gv = T(-0.5) * dy_xhat * rstd[b * W + w] * rg;
       grad_mean[b * W + w] = gm;
       coef[b * 2 * W + w] = gm - T(2) * mean[w] * gv;
       coef[b * 2 * W + W + w] = gv;
@@ -174,44 +354,21 @@ MULTIVERSIONED void norm_backward(const T* dy, const T* buf, int64_t buf_stride,
       dbeta[w] += sdy;
     }
   }
-  // da_j = sum_i nw_ij coef_const_i + 2 a_j sum_i nw_ij grad_var_i + dy_j rstd_b gamma (b: j's domain)
-  for (int64_t j = 0; j < N; ++j) {
-    T* daj = da + j * W;
-    const T* aj = buf + j * buf_stride;
-    for (int64_t w = 0; w < W; ++w) daj[w] = T(0);
-    for (int64_t i = 0; i < d; ++i) {
-      T weight = nw[i * N + j];
-      if (weight == T(0)) continue;
-      const T* cc = coef + i * 2 * W;
-      for (int64_t w = 0; w < W; ++w) daj[w] += weight * (cc[w] + T(2) * aj[w] * cc[W + w]);
-    }
-    int64_t b = blocks.domain_of(j);
-    if (b < 0) continue;
-    const T* dyj = dy + j * F;
-    for (int64_t side = 0; side < k; ++side)
-      for (int64_t q = 0; q < F; ++q) daj[side * F + q] += dyj[q] * rstd[b * W + side * F + q] * gamma[side * F + q];
-  }
-}
-
-Blocks read_blocks(const torch::Tensor& blocks) {
-  Blocks out;
-  auto b = blocks.accessor<int64_t, 2>();
-  for (int64_t i = 0; i < blocks.size(0); ++i) {
-    out.start.push_back(b[i][0]);
-    out.stop.push_back(b[i][1]);
-  }
-  return out;
+  split(N, W * (d + 1), [&](int64_t begin, int64_t end) {
+    norm_input_grad_rows(da, dy, buf, buf_stride, coef, rstd, gamma, nw, blocks.row_block.data(), d, N, F, k, begin,
+                         end);
+  });
 }
 
 // ---- forward ----------------------------------------------------------------------------------------
 
 template <typename T>
-MULTIVERSIONED void forward_impl(torch::Tensor acts, const torch::Tensor& w_hh, const torch::Tensor& bias, const torch::Tensor& gamma_xh,
-                  const torch::Tensor& beta_xh, const torch::Tensor& gamma_c, const torch::Tensor& beta_c,
-                  const torch::Tensor& weights_xh, const torch::Tensor& weights_c, const Blocks& blocks,
-                  const torch::Tensor& mask, double eps, torch::Tensor out, torch::Tensor gates, torch::Tensor cc,
-                  torch::Tensor tanh_cell, torch::Tensor xh_moments, torch::Tensor xh_var, torch::Tensor xh_rstd,
-                  torch::Tensor c_moments, torch::Tensor c_var, torch::Tensor c_rstd) {
+void forward_impl(torch::Tensor acts, const torch::Tensor& w_hh, const torch::Tensor& bias,
+                  const torch::Tensor& gamma_xh, const torch::Tensor& beta_xh, const torch::Tensor& gamma_c,
+                  const torch::Tensor& beta_c, const torch::Tensor& weights_xh, const torch::Tensor& weights_c,
+                  const Blocks& blocks, const torch::Tensor& mask, double eps, torch::Tensor out, torch::Tensor gates,
+                  torch::Tensor cc, torch::Tensor tanh_cell, torch::Tensor xh_moments, torch::Tensor xh_var,
+                  torch::Tensor xh_rstd, torch::Tensor c_moments, torch::Tensor c_var, torch::Tensor c_rstd) {
   const int64_t T_ = out.size(0), N = out.size(1), H = out.size(2), G = 4 * H;
   const bool norm = weights_xh.defined() && weights_xh.numel() > 0;
   const bool masked = mask.defined() && mask.numel() > 0;
@@ -222,8 +379,7 @@ MULTIVERSIONED void forward_impl(torch::Tensor acts, const torch::Tensor& w_hh, 
   auto w_hh_t = w_hh.t();
   auto zeros = torch::zeros({N, H}, out.options());
   std::vector<T> z(static_cast<size_t>(N * G)), scale(static_cast<size_t>(d * 2 * G)), shift(static_cast<size_t>(d * 2 * G));
-  std::vector<T> c_scale(static_cast<size_t>(H)), c_shift(static_cast<size_t>(H));
-  std::vector<T> c_prev(static_cast<size_t>(N * H)), c_new(static_cast<size_t>(N * H));
+  std::vector<T> gate_shift(static_cast<size_t>(d * G)), c_scale(static_cast<size_t>(H)), c_shift(static_cast<size_t>(H));
   auto z_tensor = torch::from_blob(z.data(), {N, G}, out.options());
   const T* gxh = norm ? gamma_xh.data_ptr<T>() : nullptr;
   const T* bxh = norm ? beta_xh.data_ptr<T>() : nullptr;
@@ -242,55 +398,38 @@ MULTIVERSIONED void forward_impl(torch::Tensor acts, const torch::Tensor& w_hh, 
     T* ht = out.data_ptr<T>() + t * N * H;
     const torch::Tensor h = t == 0 ? zeros : out[t - 1];
     const T* hp = h.data_ptr<T>();
+    const bool* mt = masked ? m + t * N : nullptr;
     if (norm) {
-      // a_h = h W_h^T into columns [G, 2G); squares of both sides into [2G, 4G)
+      // a_h = h W_h^T into columns [G, 2G); squares of both sides into [2G, 4G); moments of every domain
       auto ah = acts[t].narrow(1, G, G);
       at::mm_out(ah, h, w_hh_t);
-      for (int64_t j = 0; j < N; ++j) {
-        T* row = at + j * width;
-        for (int64_t k = 0; k < 2 * G; ++k) row[2 * G + k] = row[k] * row[k];
-      }
+      split(N, 2 * G, [&](int64_t begin, int64_t end) { squares_rows(at, width, G, begin, end); });
       auto mom = xh_moments[t];
       at::mm_out(mom, weights_xh[steps_w == 1 ? 0 : t], acts[t]);
       statistics(mom.data_ptr<T>(), xh_var.data_ptr<T>() + t * d * 2 * G, xh_rstd.data_ptr<T>() + t * d * 2 * G,
                  scale.data(), shift.data(), gxh, bxh, d, 2 * G, eps);
-      for (int64_t bl = 0; bl < d; ++bl) {
-        const T* sx = scale.data() + bl * 2 * G;
-        const T* sh = sx + G;
-        const T* fx = shift.data() + bl * 2 * G;
-        const T* fh = fx + G;
-        for (int64_t j = blocks.start[bl]; j < blocks.stop[bl]; ++j) {
-          const T* row = at + j * width;
-          T* zj = z.data() + j * G;
-          for (int64_t k = 0; k < G; ++k) zj[k] = row[k] * sx[k] + row[G + k] * sh[k] + fx[k] + fh[k] + b[k];
-        }
-      }
-      for (int64_t j = 0; j < N; ++j)
-        for (int64_t k = 0; k < H; ++k) c_prev[j * H + k] = cc_prev[j * ccw + k];
-      gates_and_cell(s, z.data(), c_prev.data(), c_new.data(), N, H);
-      for (int64_t j = 0; j < N; ++j)
-        for (int64_t k = 0; k < H; ++k) {
-          T v = c_new[j * H + k];
-          cc_now[j * ccw + k] = v;
-          cc_now[j * ccw + H + k] = v * v;
-        }
+      for (int64_t bl = 0; bl < d; ++bl)  // beta_x + beta_h + bias, each domain's shift of the gates
+        for (int64_t k = 0; k < G; ++k)
+          gate_shift[bl * G + k] = shift[bl * 2 * G + k] + shift[bl * 2 * G + G + k] + b[k];
+      split(N, 8 * G, [&](int64_t begin, int64_t end) {
+        normalised_gates_rows(z.data(), at, width, scale.data(), gate_shift.data(), blocks.row_block.data(), G, begin,
+                              end);
+        gates_and_cell_rows(s, z.data(), cc_prev, cc_now, ccw, H, true, begin, end);
+      });
       auto cmom = c_moments[t];
       at::mm_out(cmom, weights_c[steps_w == 1 ? 0 : t], cc[t + 1]);
       statistics(cmom.data_ptr<T>(), c_var.data_ptr<T>() + t * H, c_rstd.data_ptr<T>() + t * H, c_scale.data(),
                  c_shift.data(), gc, bc, 1, H, eps);
-      cell_output(th, ht, c_new.data(), s, c_scale.data(), c_shift.data(), N, H);
+      split(N, 4 * H, [&](int64_t begin, int64_t end) {
+        cell_output_rows(th, ht, cc_now, ccw, cc_prev, hp, s, c_scale.data(), c_shift.data(), mt, H, begin, end);
+      });
     } else {
       at::addmm_out(z_tensor, acts[t], h, w_hh_t);  // acts holds W_x x_t + b
-      gates_and_cell(s, z.data(), cc_prev, cc_now, N, H);
-      cell_output(th, ht, cc_now, s, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), N, H);
-    }
-    if (masked) {  // padded rows carry the state through unchanged
-      const bool* mt = m + t * N;
-      for (int64_t j = 0; j < N; ++j) {
-        if (mt[j]) continue;
-        std::memcpy(ht + j * H, hp + j * H, sizeof(T) * H);
-        std::memcpy(cc_now + j * ccw, cc_prev + j * ccw, sizeof(T) * ccw);
-      }
+      split(N, 8 * G, [&](int64_t begin, int64_t end) {
+        gates_and_cell_rows(s, z.data(), cc_prev, cc_now, ccw, H, false, begin, end);
+        cell_output_rows(th, ht, cc_now, ccw, cc_prev, hp, s, static_cast<const T*>(nullptr),
+                         static_cast<const T*>(nullptr), mt, H, begin, end);
+      });
     }
   }
 }
@@ -298,7 +437,7 @@ MULTIVERSIONED void forward_impl(torch::Tensor acts, const torch::Tensor& w_hh, 
 // ---- backward ---------------------------------------------------------------------------------------
 
 template <typename T>
-MULTIVERSIONED void backward_impl(const torch::Tensor& d_out, const torch::Tensor& acts, const torch::Tensor& w_hh,
+void backward_impl(const torch::Tensor& d_out, const torch::Tensor& acts, const torch::Tensor& w_hh,
                    const torch::Tensor& gamma_xh, const torch::Tensor& gamma_c, const torch::Tensor& weights_xh,
                    const torch::Tensor& weights_c, const Blocks& blocks, const torch::Tensor& mask,
                    const torch::Tensor& gates, const torch::Tensor& cc, const torch::Tensor& tanh_cell,
@@ -315,9 +454,8 @@ MULTIVERSIONED void backward_impl(const torch::Tensor& d_out, const torch::Tenso
   const int64_t steps_w = norm ? weights_xh.size(0) : 0;
   std::vector<T> dh(static_cast<size_t>(N * H), T(0)), dc(static_cast<size_t>(N * H), T(0));
   std::vector<T> dh_keep(static_cast<size_t>(N * H)), dc_keep(static_cast<size_t>(N * H));
-  std::vector<T> dz(static_cast<size_t>(N * G)), dcn(static_cast<size_t>(N * H)), dcn_out(static_cast<size_t>(N * H));
+  std::vector<T> dz(static_cast<size_t>(N * G)), du(static_cast<size_t>(N * H)), dcn(static_cast<size_t>(N * H));
   std::vector<T> sums, coef_c(static_cast<size_t>(2 * H)), grad_mean_c(static_cast<size_t>(H));
-  std::vector<T> c_now(static_cast<size_t>(N * H)), onesw(static_cast<size_t>(N));
   const T* gxh = norm ? gamma_xh.data_ptr<T>() : nullptr;
   const T* gc = norm ? gamma_c.data_ptr<T>() : nullptr;
   T* db = d_bias.data_ptr<T>();
@@ -328,66 +466,31 @@ MULTIVERSIONED void backward_impl(const torch::Tensor& d_out, const torch::Tenso
   const bool* m = masked ? mask.data_ptr<bool>() : nullptr;
   const T* ccp = cc.data_ptr<T>();
   const T* dout = d_out.data_ptr<T>();
-  Blocks all_rows;
+  Blocks all_rows;  // the cell normaliser: one domain of every row
   all_rows.start.push_back(0);
   all_rows.stop.push_back(N);
+  all_rows.row_block.assign(static_cast<size_t>(N), 0);
   auto dh_tensor = torch::from_blob(dh.data(), {N, H}, d_out.options());
   for (int64_t t = T_ - 1; t >= 0; --t) {
     const T* s = gates.data_ptr<T>() + t * N * G;
     const T* th = tanh_cell.data_ptr<T>() + t * N * H;
-    const T* c_prev_rows = ccp + t * N * ccw;
-    const T* c_rows = ccp + (t + 1) * N * ccw;
+    const T* cc_prev = ccp + t * N * ccw;
+    const T* cc_now = ccp + (t + 1) * N * ccw;
     const bool* mt = masked ? m + t * N : nullptr;
-    const T* dot = dout + t * N * H;
-    for (int64_t q = 0; q < N * H; ++q) dh[q] += dot[q];
-    if (masked) {
-      for (int64_t j = 0; j < N; ++j)
-        for (int64_t k = 0; k < H; ++k) {
-          int64_t q = j * H + k;
-          dh_keep[q] = mt[j] ? T(0) : dh[q];
-          dh[q] = mt[j] ? dh[q] : T(0);
-        }
-    }
-    // through h = o tanh(u): d o and d u
-    for (int64_t j = 0; j < N; ++j)
-      for (int64_t k = 0; k < H; ++k) {
-        int64_t q = j * H + k;
-        T o = s[j * G + 2 * H + k];
-        T tc = th[q];
-        dz[j * G + 2 * H + k] = dh[q] * tc * o * (T(1) - o);  // o's pre-activation
-        dcn[q] = dh[q] * o * (T(1) - tc * tc);
-      }
+    split(N, 4 * H, [&](int64_t begin, int64_t end) {
+      output_grad_rows(dh.data(), dh_keep.data(), dout + t * N * H, mt, s, th, dz.data(), du.data(), H, begin, end);
+    });
+    const T* dc_from_u = du.data();
     if (norm) {  // u = BN(c): back through the cell normaliser (one domain, every unpadded row)
-      for (int64_t j = 0; j < N; ++j)
-        for (int64_t k = 0; k < H; ++k) c_now[j * H + k] = c_rows[j * ccw + k];
       const T* wc = weights_c.data_ptr<T>() + (steps_w == 1 ? 0 : t) * N;
-      norm_backward(dcn.data(), c_now.data(), H, c_moments.data_ptr<T>() + t * 2 * H, c_rstd.data_ptr<T>() + t * H, gc,
-                    wc, all_rows, N, H, 1, coef_c.data(), grad_mean_c.data(), dcn_out.data(), dgc, dbc, sums);
-      for (int64_t q = 0; q < N * H; ++q) dc[q] += dcn_out[q];
-    } else {
-      for (int64_t q = 0; q < N * H; ++q) dc[q] += dcn[q];
+      norm_backward(du.data(), cc_now, ccw, c_moments.data_ptr<T>() + t * 2 * H, c_rstd.data_ptr<T>() + t * H, gc, wc,
+                    all_rows, N, H, 1, coef_c.data(), grad_mean_c.data(), dcn.data(), dgc, dbc, sums);
+      dc_from_u = dcn.data();
     }
-    if (masked) {
-      for (int64_t j = 0; j < N; ++j)
-        for (int64_t k = 0; k < H; ++k) {
-          int64_t q = j * H + k;
-          dc_keep[q] = mt[j] ? T(0) : dc[q];
-          dc[q] = mt[j] ? dc[q] : T(0);
-        }
-    }
-    // the gates' pre-activations
-    for (int64_t j = 0; j < N; ++j)
-      for (int64_t k = 0; k < H; ++k) {
-        int64_t q = j * H + k;
-        const T* sj = s + j * G;
-        T f = sj[k], i = sj[H + k], g = sj[3 * H + k];
-        T cp = c_prev_rows[j * ccw + k];
-        dz[j * G + k] = dc[q] * cp * f * (T(1) - f);
-        dz[j * G + H + k] = dc[q] * g * i * (T(1) - i);
-        dz[j * G + 3 * H + k] = dc[q] * i * (T(1) - g * g);
-      }
-    for (int64_t j = 0; j < N; ++j)
-      for (int64_t k = 0; k < G; ++k) db[k] += dz[j * G + k];
+    split(N, 6 * H, [&](int64_t begin, int64_t end) {
+      gate_grad_rows(dc.data(), dc_keep.data(), dc_from_u, mt, s, cc_prev, ccw, dz.data(), H, begin, end);
+    });
+    split(G, N, [&](int64_t begin, int64_t end) { column_sums(db, dz.data(), G, 0, N, begin, end); });
     T* dat = d_acts.data_ptr<T>() + t * d_acts.stride(0);
     if (norm) {  // back through the input- and hidden-side normaliser: one gradient dz for both sides
       const T* nw = weights_xh.data_ptr<T>() + (steps_w == 1 ? 0 : t) * weights_xh.stride(0);
@@ -400,14 +503,9 @@ MULTIVERSIONED void backward_impl(const torch::Tensor& d_out, const torch::Tenso
       std::copy(dz.begin(), dz.end(), dat);
       at::mm_out(dh_tensor, d_acts[t], w_hh);
     }
-    for (int64_t j = 0; j < N; ++j)
-      for (int64_t k = 0; k < H; ++k) dc[j * H + k] *= s[j * G + k];  // through c = f c_prev + ...
-    if (masked) {
-      for (int64_t q = 0; q < N * H; ++q) {
-        dh[q] += dh_keep[q];
-        dc[q] += dc_keep[q];
-      }
-    }
+    split(N, 3 * H, [&](int64_t begin, int64_t end) {
+      carry_rows(dh.data(), dc.data(), dh_keep.data(), dc_keep.data(), s, masked, H, begin, end);
+    });
   }
 }
 
@@ -418,7 +516,7 @@ void forward_loop(torch::Tensor acts, torch::Tensor w_hh, torch::Tensor bias, to
                   torch::Tensor xh_var, torch::Tensor xh_rstd, torch::Tensor c_moments, torch::Tensor c_var,
                   torch::Tensor c_rstd) {
   torch::NoGradGuard no_grad;
-  Blocks bl = read_blocks(blocks);
+  Blocks bl = read_blocks(blocks, out.size(1));
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "forward_loop", [&] {
     forward_impl<scalar_t>(acts, w_hh, bias, gamma_xh, beta_xh, gamma_c, beta_c, weights_xh, weights_c, bl, mask, eps,
                            out, gates, cc, tanh_cell, xh_moments, xh_var, xh_rstd, c_moments, c_var, c_rstd);
@@ -432,7 +530,7 @@ void backward_loop(torch::Tensor d_out, torch::Tensor acts, torch::Tensor w_hh, 
                    torch::Tensor d_acts, torch::Tensor d_bias, torch::Tensor d_gamma_xh, torch::Tensor d_beta_xh,
                    torch::Tensor d_gamma_c, torch::Tensor d_beta_c, torch::Tensor coef_all, torch::Tensor grad_mean_all) {
   torch::NoGradGuard no_grad;
-  Blocks bl = read_blocks(blocks);
+  Blocks bl = read_blocks(blocks, d_out.size(1));
   AT_DISPATCH_FLOATING_TYPES(d_out.scalar_type(), "backward_loop", [&] {
     backward_impl<scalar_t>(d_out, acts, w_hh, gamma_xh, gamma_c, weights_xh, weights_c, bl, mask, gates, cc,
                             tanh_cell, xh_moments, xh_rstd, c_moments, c_rstd, d_acts, d_bias, d_gamma_xh, d_beta_xh,
