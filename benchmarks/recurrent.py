@@ -1,16 +1,28 @@
-"""Training-step time of the recurrent models against PyTorch's fused nn.LSTM.
+"""Training-step time of the recurrent models against PyTorch's fused nn.LSTM, their evaluation time,
+and the number of PyTorch operator calls a step makes.
 
 One step = forward over a (B, T, input) batch, a linear head with cross-entropy on every frame,
 backward, and an SGD update, as in the recurrent stage's training loop. Variants are run
 interleaved (round-robin over repeats) so that drifts in machine speed hit all of them alike, and
-the median step time of each is reported with its ratio to nn.LSTM.
+the median step time of each is reported with its ratio to nn.LSTM. Each of LSTM / BNLSTM / DDLSTM
+runs through the kernels asked for: "native" (the C++ per-timestep loop, CPU) and "fused" (the
+tensor kernel, any device).
 
-    python benchmarks/recurrent.py                 # demo and paper sizes
-    python benchmarks/recurrent.py --sizes paper --repeats 5
-    python benchmarks/recurrent.py --implementation reference   # the step-by-step cell
+    python benchmarks/recurrent.py                         # demo, medium and paper sizes
+    python benchmarks/recurrent.py --sizes paper --repeats 5 --threads 2
+    python benchmarks/recurrent.py --kernels fused --device cuda
 
-Sizes: "paper" is the paper's recurrent stage (docs/method.md §5) (B=128: 64 windows per dataset, T=200, H=128,
-3 layers, input 64); "demo" the default workflow's (B=32, T=50, H=32, 2 layers, input 24).
+Operator calls: every aten operator one training step (or one evaluation forward) records under
+torch.profiler, nested calls included, on the device the benchmark runs on. On a GPU each is at
+least one kernel launch, so the count predicts how a step will behave there.
+
+Evaluation: one batch of B windows through the model in evaluation mode without a graph (what
+online evaluation does, `pipeline.training.recurrent.predict_video`), against nn.LSTM's forward.
+
+Sizes: "paper" is the paper's recurrent stage (docs/method.md §5: B=128, 64 windows per dataset,
+T=200, H=128, 3 layers, input 64); "medium" a features-only run at the size the convergence study
+uses (B=64, T=100, H=64, 3 layers, input 69); "demo" the default workflow's (B=32, T=50, H=32,
+2 layers, input 24).
 """
 
 from __future__ import annotations
@@ -21,15 +33,17 @@ import time
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
-from pipeline.models import create_model
+from pipeline.models import create_model, native
 
 SIZES = {
     # name: (batch, timesteps, hidden, layers, input, classes)
     "demo": (32, 50, 32, 2, 24, 20),
+    "medium": (64, 100, 64, 3, 69, 50),
     "paper": (128, 200, 128, 3, 64, 100),
 }
-VARIANTS = ("nn.LSTM", "lstm", "bnlstm", "ddlstm")
+MODELS = ("lstm", "bnlstm", "ddlstm")
 
 
 class _TorchLSTM(nn.Module):
@@ -37,79 +51,127 @@ class _TorchLSTM(nn.Module):
         super().__init__()
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
 
-    def forward(self, x, domain_sizes=None):
+    def forward(self, x, domain_sizes=None, domain=None):
         return self.lstm(x)[0]
 
 
-def make_step(variant, size, implementation, device):
+def build(variant, size, device):
     batch, steps, hidden, layers, inputs, classes = size
     if variant == "nn.LSTM":
         body = _TorchLSTM(inputs, hidden, layers)
     else:
-        body = create_model(variant, inputs, hidden, layers, max_timesteps=steps,
-                            implementation=implementation)
+        kind, kernel = variant.split("/")
+        body = create_model(kind, inputs, hidden, layers, max_timesteps=steps, implementation=kernel)
     head = nn.Linear(hidden, classes)
     body.to(device).train()
     head.to(device)
-    params = list(body.parameters()) + list(head.parameters())
-    optimiser = torch.optim.SGD(params, lr=0.01)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, steps, inputs, generator=gen).to(device)
     y = torch.randint(0, classes, (batch, steps), generator=gen).to(device)
+    return body, head, x, y
+
+
+def make_step(variant, size, device):
+    batch, _, _, _, _, classes = size
+    body, head, x, y = build(variant, size, device)
+    params = list(body.parameters()) + list(head.parameters())
     sizes = [batch // 2, batch - batch // 2]
 
     def step():
         out = body(x, domain_sizes=sizes)
         loss = nn.functional.cross_entropy(head(out).reshape(-1, classes), y.reshape(-1))
-        optimiser.zero_grad(set_to_none=True)
+        for p in params:
+            p.grad = None
         loss.backward()
-        optimiser.step()
+        with torch.no_grad():
+            for p in params:
+                p.add_(p.grad, alpha=-0.01)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
     return step
 
 
-def run(size_name, repeats, warmup, implementation, device):
-    size = SIZES[size_name]
-    steps = {v: make_step(v, size, implementation, device) for v in VARIANTS}
-    times = {v: [] for v in VARIANTS}
+def make_evaluation(variant, size, device):
+    batch = size[0]
+    body, _, x, _ = build(variant, size, device)
+    body.train()
+    with torch.no_grad():
+        body(x, domain_sizes=[batch // 2, batch - batch // 2])  # population statistics worth using
+    body.eval()
+
+    @torch.no_grad()
+    def evaluate():
+        body(x, domain=0)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    return evaluate
+
+
+def operator_calls(run) -> int:
+    run()  # warm: the native kernel's first call, allocator pools
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        run()
+    return sum(event.count for event in prof.key_averages() if event.key.startswith("aten::"))
+
+
+def timed(runs: dict, repeats: int, warmup: int) -> dict:
+    times = {name: [] for name in runs}
     for _ in range(warmup):
-        for step in steps.values():
-            step()
+        for run in runs.values():
+            run()
     for _ in range(repeats):
-        for v, step in steps.items():
+        for name, run in runs.items():
             start = time.perf_counter()
-            step()
-            times[v].append(time.perf_counter() - start)
-    base_med, base_min = statistics.median(times["nn.LSTM"]), min(times["nn.LSTM"])
+            run()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def report(size_name, repeats, warmup, kernels, device, count_ops):
+    size = SIZES[size_name]
+    variants = ["nn.LSTM", *[f"{model}/{kernel}" for model in MODELS for kernel in kernels]]
+    steps = {v: make_step(v, size, device) for v in variants}
+    evaluations = {v: make_evaluation(v, size, device) for v in variants}
+    train_times = timed(steps, repeats, warmup)
+    eval_times = timed(evaluations, repeats, warmup)
     batch, t, hidden, layers, inputs, _ = size
     print(f"\n{size_name}: B={batch} T={t} H={hidden} layers={layers} input={inputs} "
           f"({repeats} interleaved repeats, {torch.get_num_threads()} threads, {device})")
-    # The min ratio is the less disturbed figure on a shared machine whose speed drifts.
-    print("| variant | median ms/step | min ms/step | median vs nn.LSTM | min vs nn.LSTM |")
-    print("|---|---|---|---|---|")
-    for v in VARIANTS:
-        med, low = statistics.median(times[v]), min(times[v])
-        print(f"| {v} | {med * 1e3:.1f} | {low * 1e3:.1f} | {med / base_med:.2f} | "
-              f"{low / base_min:.2f} |")
+    print("| variant | train ms (median) | train vs nn.LSTM (median / min) | eval ms (median) | eval vs nn.LSTM "
+          "| operator calls, train step | operator calls, eval |")
+    print("|---|---|---|---|---|---|---|")
+    base_med, base_min = statistics.median(train_times["nn.LSTM"]), min(train_times["nn.LSTM"])
+    eval_base = statistics.median(eval_times["nn.LSTM"])
+    for v in variants:
+        med, low = statistics.median(train_times[v]), min(train_times[v])
+        eval_med = statistics.median(eval_times[v])
+        ops = f"{operator_calls(steps[v]):,} | {operator_calls(evaluations[v]):,}" if count_ops else "- | -"
+        print(f"| {v} | {med * 1e3:.1f} | {med / base_med:.2f} / {low / base_min:.2f} | {eval_med * 1e3:.1f} | "
+              f"{eval_med / eval_base:.2f} | {ops} |", flush=True)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["demo", "paper"])
+    parser.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["demo", "medium", "paper"])
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed steps per variant (default: 30 demo, 7 paper)")
+                        help="timed steps per variant (default: 30 demo, 10 medium, 5 paper)")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--implementation", choices=("fused", "reference"), default="fused")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--kernels", nargs="+", choices=("native", "fused", "reference"), default=None,
+                        help="default: native and fused on the CPU (native where it can be built), fused on CUDA")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all)")
+    parser.add_argument("--no-ops", action="store_true", help="skip counting operator calls")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    kernels = args.kernels or (["native", "fused"] if device.type == "cpu" and native.available() else ["fused"])
     for name in args.sizes:
-        repeats = args.repeats or (30 if name == "demo" else 7)
-        run(name, repeats, args.warmup, args.implementation, torch.device(args.device))
+        repeats = args.repeats or {"demo": 30, "medium": 10, "paper": 5}[name]
+        report(name, repeats, args.warmup, kernels, device, not args.no_ops)
 
 
 if __name__ == "__main__":

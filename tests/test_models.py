@@ -163,10 +163,11 @@ def test_eval_uses_each_domains_statistics():
     torch.testing.assert_close(by_rows[8:], y1[8:])
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("cls", MODELS)
 @pytest.mark.parametrize("masked", [False, True])
-def test_fast_evaluation_equals_reference_cell(cls, masked):
-    ref, fast = _pair(cls, max_timesteps=4)
+def test_fast_evaluation_equals_reference_cell(cls, masked, kernel):
+    ref, fast = _pair(cls, kernel, max_timesteps=4)
     for _ in range(3):  # population statistics worth using
         ref(torch.randn(8, 7, 5, dtype=torch.float64), domain_sizes=[5, 3])
     fast.load_state_dict(ref.state_dict())

@@ -19,7 +19,7 @@ layer's real parameters (each kernel owns whatever algebra makes it fast):
 * "reference": `step` at every timestep.
 
 `implementation="auto"` takes the native kernel on the CPU when it is available and the fused one
-elsewhere. Evaluation-mode forwards without a gradient use the fused kernel's graph-free loop.
+elsewhere. Evaluation-mode forwards without a gradient run the chosen kernel's graph-free loop.
 """
 
 from __future__ import annotations
@@ -167,7 +167,7 @@ class RecurrentLayer(nn.Module):
             return self._reference(x, domain_sizes, domain, mask)
         if self.training:
             return self._train(x, domain_sizes, mask, implementation)
-        return self._evaluate(x, domain, mask)
+        return self._evaluate(x, domain, mask, implementation)
 
     def _training_domain_sizes(self, domain_sizes, n_rows: int) -> list[int]:
         if domain_sizes is not None:
@@ -213,10 +213,11 @@ class RecurrentLayer(nn.Module):
         update_running_sequence(self.norm_c, [0], mean_c, var_c, has_any)
         return out
 
-    def _evaluate(self, x, domain, mask):
+    def _evaluate(self, x, domain, mask, implementation):
         """Evaluation mode without a graph: the population statistics as per-timestep affine maps."""
+        kernel = native.evaluate_layer if implementation == "native" else fused.evaluate_layer
         if self.normalisation == "none":
-            return fused.evaluate_layer(x, self.weight_ih, self.weight_hh, self.bias, mask, None)
+            return kernel(x, self.weight_ih, self.weight_hh, self.bias, mask, None)
         steps = x.shape[1]
         slots = torch.arange(steps, device=x.device).clamp_max(self.norm_x.max_timesteps - 1)
         rows = self.norm_x.domain_ids(domain, x.shape[0], x.device)
@@ -232,7 +233,7 @@ class RecurrentLayer(nn.Module):
         (sx, bx), (sh, bh), (sc, bc) = tables
         affine = fused.EvalAffine(scale_x=sx, scale_h=sh, shift_gates=bx + bh + self.bias.to(x.dtype),
                                   scale_c=sc, shift_c=bc)
-        return fused.evaluate_layer(x, self.weight_ih, self.weight_hh, None, mask, affine)
+        return kernel(x, self.weight_ih, self.weight_hh, None, mask, affine)
 
     def _reference(self, x, domain_sizes, domain, mask):
         weights = None

@@ -213,3 +213,26 @@ def train_sequence(x, w_ih, w_hh, bias, alpha, gx, bx, gh, bh, gc, bc, mask, spe
     """As `pipeline.models.fused.train_sequence`: (out (N, T, H), the batch statistics)."""
     out, *stats = NativeRecurrentLayer.apply(x, w_ih, w_hh, bias, alpha, gx, bx, gh, bh, gc, bc, mask, spec)
     return out, stats
+
+
+@torch.no_grad()
+def evaluate_layer(x, w_ih, w_hh, bias, mask, affine):
+    """As `pipeline.models.fused.evaluate_layer`: one layer in evaluation mode, no graph, from the real
+    parameters and (for normalising layers) the population statistics as per-timestep affine maps."""
+    module = extension()
+    N, T, I = x.shape
+    H = w_hh.shape[1]
+    x_tm = x.transpose(0, 1).contiguous()
+    acts = (x_tm.view(T * N, I) @ w_ih.t()).view(T, N, 4 * H)
+    if affine is None:
+        acts += bias
+    mask_tm = _empty(x, torch.bool) if mask is None else mask.t().contiguous()
+    out = x.new_empty(T, N, H)
+    if affine is None:
+        empty = _empty(x)
+        module.evaluate_loop(acts, w_hh.contiguous(), empty, empty, empty, empty, empty, mask_tm, out)
+    else:
+        tables = [table.expand(T, table.shape[1], table.shape[2]).contiguous()
+                  for table in (affine.scale_x, affine.scale_h, affine.shift_gates, affine.scale_c, affine.shift_c)]
+        module.evaluate_loop(acts, w_hh.contiguous(), *tables, mask_tm, out)
+    return out.transpose(0, 1)

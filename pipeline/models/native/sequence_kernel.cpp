@@ -509,6 +509,86 @@ void backward_impl(const torch::Tensor& d_out, const torch::Tensor& acts, const 
   }
 }
 
+// ---- evaluation ---------------------------------------------------------------------------------------
+
+// Evaluation mode, no graph: the normalisers are fixed affine maps per timestep (population statistics),
+// each table (T, R, F) with R = 1 (every row alike) or N (a row's own domain); only the state is kept.
+template <typename T>
+MULTIVERSIONED void evaluate_rows(T* h_new, T* c, const T* h_prev, const T* a_x, const T* a_h, const T* sx,
+                                  const T* sh, const T* fg, const T* sc, const T* fc, bool gates_per_row,
+                                  bool cell_per_row, const bool* mask, int64_t H, int64_t begin, int64_t end, T* z) {
+  const int64_t G = 4 * H;
+  for (int64_t j = begin; j < end; ++j) {
+    const int64_t r = gates_per_row ? j : 0;
+    const int64_t rc = cell_per_row ? j : 0;
+    const T* ax = a_x + j * G;
+    const T* ah = a_h + j * G;
+    T* zj = z + j * G;
+    if (sx != nullptr) {
+      const T* sxj = sx + r * G;
+      const T* shj = sh + r * G;
+      const T* fgj = fg + r * G;
+      for (int64_t k = 0; k < G; ++k) zj[k] = ax[k] * sxj[k] + ah[k] * shj[k] + fgj[k];
+    } else {
+      for (int64_t k = 0; k < G; ++k) zj[k] = ax[k] + ah[k];
+    }
+    for (int64_t k = 0; k < 3 * H; ++k) zj[k] = sigmoid(zj[k]);
+    for (int64_t k = 3 * H; k < G; ++k) zj[k] = tanh_of(zj[k]);
+    T* cj = c + j * H;
+    T* hj = h_new + j * H;
+    const bool keep = mask == nullptr || mask[j];
+    for (int64_t k = 0; k < H; ++k) {
+      const T cn = zj[k] * cj[k] + zj[H + k] * zj[3 * H + k];
+      const T u = sc != nullptr ? cn * sc[rc * H + k] + fc[rc * H + k] : cn;
+      const T hn = zj[2 * H + k] * tanh_of(u);
+      hj[k] = keep ? hn : h_prev[j * H + k];
+      cj[k] = keep ? cn : cj[k];
+    }
+  }
+}
+
+template <typename T>
+void evaluate_impl(const torch::Tensor& acts, const torch::Tensor& w_hh, const torch::Tensor& scale_x,
+                   const torch::Tensor& scale_h, const torch::Tensor& shift_gates, const torch::Tensor& scale_c,
+                   const torch::Tensor& shift_c, const torch::Tensor& mask, torch::Tensor out) {
+  const int64_t T_ = out.size(0), N = out.size(1), H = out.size(2), G = 4 * H;
+  const bool norm = scale_x.defined() && scale_x.numel() > 0;
+  const bool masked = mask.defined() && mask.numel() > 0;
+  // a table of N rows holds each row's own domain (per-row domain ids); of one row, every row's
+  const int64_t gate_rows = norm ? scale_x.size(1) : 0, cell_rows = norm ? scale_c.size(1) : 0;
+  auto w_hh_t = w_hh.t();
+  auto zeros = torch::zeros({N, H}, out.options());
+  auto a_h = torch::empty({N, G}, out.options());
+  std::vector<T> c(static_cast<size_t>(N * H), T(0)), z(static_cast<size_t>(N * G));
+  for (int64_t t = 0; t < T_; ++t) {
+    const torch::Tensor h = t == 0 ? zeros : out[t - 1];
+    at::mm_out(a_h, h, w_hh_t);
+    const T* sx = norm ? scale_x.data_ptr<T>() + t * gate_rows * G : nullptr;
+    const T* sh = norm ? scale_h.data_ptr<T>() + t * gate_rows * G : nullptr;
+    const T* fg = norm ? shift_gates.data_ptr<T>() + t * gate_rows * G : nullptr;
+    const T* sc = norm ? scale_c.data_ptr<T>() + t * cell_rows * H : nullptr;
+    const T* fc = norm ? shift_c.data_ptr<T>() + t * cell_rows * H : nullptr;
+    const bool* mt = masked ? mask.data_ptr<bool>() + t * N : nullptr;
+    T* ht = out.data_ptr<T>() + t * N * H;
+    const T* hp = h.data_ptr<T>();
+    const T* ax = acts.data_ptr<T>() + t * N * G;
+    const T* ahp = a_h.data_ptr<T>();
+    split(N, 8 * G, [&](int64_t begin, int64_t end) {
+      evaluate_rows(ht, c.data(), hp, ax, ahp, sx, sh, fg, sc, fc, gate_rows > 1, cell_rows > 1, mt, H, begin, end,
+                    z.data());
+    });
+  }
+}
+
+void evaluate_loop(torch::Tensor acts, torch::Tensor w_hh, torch::Tensor scale_x, torch::Tensor scale_h,
+                   torch::Tensor shift_gates, torch::Tensor scale_c, torch::Tensor shift_c, torch::Tensor mask,
+                   torch::Tensor out) {
+  torch::NoGradGuard no_grad;
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "evaluate_loop", [&] {
+    evaluate_impl<scalar_t>(acts, w_hh, scale_x, scale_h, shift_gates, scale_c, shift_c, mask, out);
+  });
+}
+
 void forward_loop(torch::Tensor acts, torch::Tensor w_hh, torch::Tensor bias, torch::Tensor gamma_xh,
                   torch::Tensor beta_xh, torch::Tensor gamma_c, torch::Tensor beta_c, torch::Tensor weights_xh,
                   torch::Tensor weights_c, torch::Tensor blocks, torch::Tensor mask, double eps, torch::Tensor out,
@@ -543,4 +623,5 @@ void backward_loop(torch::Tensor d_out, torch::Tensor acts, torch::Tensor w_hh, 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward_loop", &forward_loop, "one layer's forward through time (CPU)");
   m.def("backward_loop", &backward_loop, "one layer's backward through time (CPU)");
+  m.def("evaluate_loop", &evaluate_loop, "one layer's forward in evaluation mode, no graph (CPU)");
 }
