@@ -26,7 +26,8 @@ SECTIONS = {
     "classifier": (LinearConfig, {"device"}, set()),
     "boundary": (BoundaryConfig, {"device", "eval_batch"}, set()),
     # protocol, model and layers come from each run's wildcards
-    "recurrent": (RecurrentConfig, {"device", "eval_batch", "eval_every", "protocol", "model", "layers"},
+    # (cuda_graphs, like device, is a runtime matter)
+    "recurrent": (RecurrentConfig, {"device", "eval_batch", "eval_every", "protocol", "model", "layers", "cuda_graphs"},
                   {"depths", "table1_depth", "history_by_depth"}),
 }
 

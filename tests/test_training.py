@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from pipeline.features.logits import LogitsWriter
+from pipeline.sgd import SGD
 from pipeline.training.boundary import (
     BoundaryConfig,
     boundary_distances,
@@ -20,6 +21,8 @@ from pipeline.training.boundary import (
     train_boundary,
     write_with_boundary,
 )
+from pipeline.training.graphs import GraphedStep
+from pipeline.training.loop import Trainer
 from pipeline.training.recurrent import (
     Layout,
     RecurrentConfig,
@@ -300,3 +303,37 @@ def test_boundary_folds_shrink_to_the_videos_there_are(tmp_path):
         sorted(s.name for s in split.subset("train"))
     one = load_split(fake_logits(tmp_path / "b.h5", "beta", 4, 2, videos=2))  # 1 training video
     assert boundary_folds(one, 4) == []
+
+
+def test_tensor_losses_are_read_back_per_log_row_and_a_non_finite_one_is_named(tmp_path):
+    model = torch.nn.Linear(2, 1)
+    losses = [1.0, 2.0, 3.0, 4.0, float("nan"), 6.0]
+    trainer = Trainer(model, SGD(model.parameters(), lr=0.1), tmp_path, {}, checkpoint_every=100, description="t")
+    trainer.run(4, lambda i: torch.tensor(losses[i]), log_every=2)
+    assert [row["loss"] for row in trainer.logs["train_log"]] == [1.5, 3.5]
+    with pytest.raises(FloatingPointError, match="loss is nan at iteration 5"):
+        trainer.run(6, lambda i: torch.tensor(losses[i]), log_every=2)
+
+
+def test_the_captured_step_is_the_step_off_cuda(pair, tmp_path):
+    calls = []
+    step = GraphedStep(lambda *args: calls.append(args) or torch.tensor(1.0), enabled=True)
+    assert float(step(torch.zeros(2, 3, 4), torch.ones(2, 3, dtype=torch.bool), torch.zeros(2, 3), [1, 1])) == 1.0
+    assert len(calls) == 1  # on the CPU: called directly, nothing captured
+    graphs = train_recurrent(pair, config(iterations=20, cuda_graphs=True), tmp_path / "graphs")
+    eager = train_recurrent(pair, config(iterations=20, cuda_graphs=False), tmp_path / "eager")
+    assert graphs == eager
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("model", ["lstm", "ddlstm"])
+def test_captured_cuda_graph_steps_equal_eager_ones(pair, tmp_path, model):
+    # 12 steps: 3 eager warm-up steps, the capture, 8 replays; the same kernels in the same order
+    runs = {graphs: train_recurrent(pair, config(model=model, iterations=12, device="cuda", cuda_graphs=graphs),
+                                    tmp_path / str(graphs)) for graphs in (True, False)}
+    weights = {graphs: torch.load(tmp_path / str(graphs) / "checkpoint.pt", weights_only=False)["model"]
+               for graphs in runs}
+    for name, value in weights[True].items():
+        torch.testing.assert_close(value, weights[False][name], rtol=1e-4, atol=1e-5, msg=name)
+    for dataset in runs[True]:
+        assert abs(runs[True][dataset]["accuracy"] - runs[False][dataset]["accuracy"]) < 1.0

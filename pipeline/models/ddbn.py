@@ -126,9 +126,10 @@ class DDBN(nn.Module):
         """Remember the lower bound of every alpha for a training batch of this composition (what
         `constrain_alpha_` and `effective_alpha` hold alpha to); pairs absent from it keep theirs."""
         if self.alpha is not None:
-            bounds = alpha_lower_bounds(domain_sizes).to(self.alpha_lower)
-            used = bounds > 0
-            self.alpha_lower[used] = bounds[used]
+            # scalar writes, no tensor copied from the host: the training step stays capturable
+            for index, bound in enumerate(alpha_lower_bounds(domain_sizes).tolist()):
+                if bound > 0:
+                    self.alpha_lower[index] = bound
 
     def contribution_weights(
         self, domain_sizes: Sequence[int]

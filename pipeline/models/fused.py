@@ -287,9 +287,10 @@ class FusedRecurrentLayer(torch.autograd.Function):
                     grads_affine[2 * k + 1] = sum(_feature_sum(a[1][:, cols]) for a in sums)
         if want_alpha:
             d_alpha = torch.zeros_like(alpha)
-            d_alpha[spec.alpha_indices] = alpha_gradient(
-                xh_stats.moments, xh_stats.var, w_x.direction_sums, coef_all, grad_mean_all, spec.owners, len(blocks)
-            ).to(alpha.dtype)
+            values = alpha_gradient(xh_stats.moments, xh_stats.var, w_x.direction_sums, coef_all, grad_mean_all,
+                                    spec.owners, len(blocks)).to(alpha.dtype)
+            for k, index in enumerate(spec.alpha_indices):  # scalar writes: no index tensor to copy over
+                d_alpha[index] = values[k]
         POOL.give(*ctx.pooled, d_acts, h_prev)
         ctx.pooled = ctx.work = ctx.norm = None
         return (d_x, d_w_ih, d_w_hh, d_bias, d_alpha, *grads_affine, None, None)

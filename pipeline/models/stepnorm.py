@@ -181,8 +181,9 @@ def alpha_gradient(moments, var, direction_sums, coef, grad_mean, owners, d):
     mean = moments[:, :d, :W]
     grad_var = coef[..., W:]
     const = torch.addcmul(grad_mean * mean, grad_var, var - mean * mean).sum(-1)  # (T, d)
-    rows = torch.tensor(owners, device=coef.device)
-    along = (coef.index_select(1, rows) * moments[:, d:]).sum((0, 2))
-    const_part = (const.index_select(1, rows) * direction_sums).sum(0) if direction_sums.dim() == 2 else \
-        const.index_select(1, rows).sum(0) * direction_sums
+    # one alpha at a time (there are d (d - 1)): indexing by a list would copy it to the device, a
+    # host synchronisation a captured CUDA graph cannot hold
+    along = torch.stack([(coef[:, owner] * moments[:, d + k]).sum() for k, owner in enumerate(owners)])
+    owned = torch.stack([const[:, owner] for owner in owners], 1)  # (T, e)
+    const_part = (owned * direction_sums).sum(0) if direction_sums.dim() == 2 else owned.sum(0) * direction_sums
     return along - const_part

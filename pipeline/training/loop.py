@@ -11,6 +11,7 @@ frame classifier's fine-tuning, the boundary LSTM and the recurrent models.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,6 +41,7 @@ class Trainer:
         self.logs: dict[str, list[dict]] = {}
         self.window: list[float] = []  # losses since the last train_log row
         self.extra: dict = {}  # the caller's running state, saved and restored with the rest
+        self._pending: list[tuple[int, torch.Tensor]] = []  # tensor losses not read back yet
 
     def resume(self, restart_on_change: bool = False) -> int:
         """Load `checkpoint.pt` if there is one from the same configuration; return the iteration.
@@ -69,6 +71,7 @@ class Trainer:
         return self.iteration
 
     def save(self) -> None:
+        self._settle()  # a checkpoint never holds the state after a non-finite loss
         save_torch({"fingerprint": self.fingerprint, "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(), "iteration": self.iteration, "logs": self.logs,
                     "window": self.window, "extra": self.extra}, self.checkpoint_path)
@@ -82,22 +85,29 @@ class Trainer:
         for name, rows in self.logs.items():
             write_csv(rows, self.output_dir / f"{name}.csv")
 
-    def run(self, total: int, step: Callable[[int], float], on_step: Callable[[int], None] | None = None,
+    def run(self, total: int, step: Callable[[int], float | torch.Tensor], on_step: Callable[[int], None] | None = None,
             log_every: int = 100, checkpoint_also: Callable[[int], bool] | None = None) -> None:
         """Steps from the current iteration to `total`; a checkpoint every `checkpoint_every`
-        iterations and wherever `checkpoint_also(iterations done)` says (e.g. at an epoch's end)."""
+        iterations and wherever `checkpoint_also(iterations done)` says (e.g. at an epoch's end).
+
+        `step` returns the loss as a float or as a tensor; tensors (e.g. on a GPU, from a captured
+        CUDA graph) are read back once per log row or checkpoint instead of every step, so that a
+        step need not wait for the device; a non-finite loss stops the run there, naming its step.
+        """
         bar = progress_bar(total, self.description)
         bar.update(self.iteration)
         started = time.monotonic()
         while self.iteration < total:
             loss = step(self.iteration)
-            if not torch.isfinite(torch.tensor(loss)):
-                raise FloatingPointError(f"{self.description}: loss is {loss} at iteration {self.iteration + 1}; "
-                                         "lower the learning rate or check the inputs")
-            self.window.append(loss)
             self.iteration += 1
+            if isinstance(loss, torch.Tensor):
+                self._pending.append((self.iteration, loss.detach()))
+            else:
+                self._check(self.iteration, loss)
+                self.window.append(loss)
             bar.update(1)
             if self.iteration % log_every == 0 or self.iteration == total:
+                self._settle()
                 mean = sum(self.window) / len(self.window)
                 self.log("train_log", {"iteration": self.iteration, "loss": mean,
                                        "seconds_since_start": round(time.monotonic() - started, 2)})
@@ -108,4 +118,20 @@ class Trainer:
                 self.save()
             if on_step is not None:
                 on_step(self.iteration)
+        self._settle()
         bar.close()
+
+    def _check(self, iteration: int, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"{self.description}: loss is {loss} at iteration {iteration}; "
+                                     "lower the learning rate or check the inputs")
+
+    def _settle(self) -> None:
+        """The tensor losses since the last look, read back at once and checked."""
+        if not self._pending:
+            return
+        values = torch.stack([loss.float().reshape(()) for _, loss in self._pending]).cpu().tolist()
+        for (iteration, _), value in zip(self._pending, values):
+            self._check(iteration, value)
+        self._pending = []
+        self.window.extend(values)

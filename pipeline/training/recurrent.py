@@ -45,6 +45,7 @@ from ..io import write_csv, write_text
 from ..models import create_model
 from ..options import option
 from ..sgd import SGD
+from .graphs import GraphedStep
 from .loop import Trainer
 from .sequences import SplitSequences
 from .windows import ALIGNMENTS, IGNORE, gather_windows, sample_ends, stack_by_video, window_targets
@@ -97,6 +98,8 @@ class RecurrentConfig:
         0,
         "steps between evaluations on the test videos during training (0: only at the end)")
     eval_batch: int = option(512, "windows per forward pass in evaluation")
+    cuda_graphs: bool = option(
+        True, "on CUDA, replay each training step as a captured CUDA graph (no effect on the CPU)")
     seed: int = option(0, "random seed: the same seed and configuration give the same model and metrics")
     device: str = option("auto", "'auto' (CUDA when present), 'cpu', 'cuda', ...")
 
@@ -281,7 +284,8 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     num_domains = 1 if config.protocol == "single" else 2
     model = SequenceClassifier(config.model, layout.input_size, layout.num_labels, config, num_domains).to(device)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    fingerprint = {k: v for k, v in asdict(config).items() if k not in ("device", "eval_batch")}
+    # what a checkpoint must agree with to be continued: not the runtime matters
+    fingerprint = {k: v for k, v in asdict(config).items() if k not in ("device", "eval_batch", "cuda_graphs")}
     fingerprint["data"] = [f"{s.dataset} split {s.split}" for s in splits]
     description = f"{config.protocol} {config.model} x{config.layers} on {' + '.join(s.dataset for s in splits)}"
     trainer = Trainer(model, optimizer, output_dir, fingerprint, config.checkpoint_every, description)
@@ -290,9 +294,8 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     sampler = WindowSampler(layout, config)
     total = config.iterations * (2 if config.protocol == "pretrain_finetune" else 1)
 
-    def step(iteration: int) -> float:
-        x, mask, targets, sizes = sampler.batch(iteration)
-        x, mask, targets = x.to(device), mask.to(device), targets.to(device)
+    def train_step(x, mask, targets, sizes) -> torch.Tensor:
+        """Forward, loss, backward, update: no host synchronisation, so a CUDA graph can hold it."""
         logits = model(x, domain_sizes=sizes, mask=mask)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE)
         optimizer.zero_grad(set_to_none=True)
@@ -305,6 +308,13 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
                     layer.alpha.grad.mul_(config.alpha_lr_scale)
         optimizer.step()
         model.recurrent.constrain_alphas_()  # alphas back into [n_i / N, 1] (docs/method.md §4)
+        return loss.detach()
+
+    graphed = GraphedStep(train_step, enabled=config.cuda_graphs and device.type == "cuda")
+
+    def step(iteration: int) -> torch.Tensor:
+        x, mask, targets, sizes = sampler.batch(iteration)
+        loss = graphed(x.to(device), mask.to(device), targets.to(device), sizes)
         done = iteration + 1
         if config.model == "ddlstm" and (done % config.log_every == 0 or done == total):
             for layer, values in enumerate(model.recurrent.alphas().tolist(), start=1):
@@ -313,7 +323,7 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
         if config.eval_every and done % config.eval_every == 0 and done < total:
             for row in _metrics_rows(evaluate(model, layout, config, device), done, splits[0].split):
                 trainer.log("metrics", row)
-        return loss.item()
+        return loss
 
     model.train()
     trainer.run(total, step, on_step, config.log_every)

@@ -202,8 +202,10 @@ class NativeRecurrentLayer(torch.autograd.Function):
             grads = [d_gamma_xh[:G], d_beta_xh[:G], d_gamma_xh[G:], d_beta_xh[G:], d_gamma_c, d_beta_c]
             if ctx.needs_input_grad[4] and spec.owners:
                 d_alpha = torch.zeros_like(alpha)
-                d_alpha[spec.alpha_indices] = alpha_gradient(
-                    xh_moments, xh_var, direction_sums, coef_all, grad_mean_all, spec.owners, d).to(alpha.dtype)
+                values = alpha_gradient(xh_moments, xh_var, direction_sums, coef_all, grad_mean_all, spec.owners,
+                                        d).to(alpha.dtype)
+                for k, index in enumerate(spec.alpha_indices):
+                    d_alpha[index] = values[k]
         POOL.give(acts, gates, cc, tanh_cell, d_acts)
         ctx.work = ctx.norm = None
         return (d_x, d_w_ih, d_w_hh, d_bias, d_alpha, *grads, None, None)
