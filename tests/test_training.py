@@ -27,7 +27,9 @@ from pipeline.training.recurrent import (
     Layout,
     RecurrentConfig,
     SequenceClassifier,
+    WindowSampler,
     predict_video,
+    recompute_population_statistics,
     train_recurrent,
 )
 from pipeline.training.sequences import load_split
@@ -337,3 +339,20 @@ def test_captured_cuda_graph_steps_equal_eager_ones(pair, tmp_path, model):
         torch.testing.assert_close(value, weights[False][name], rtol=1e-4, atol=1e-5, msg=name)
     for dataset in runs[True]:
         assert abs(runs[True][dataset]["accuracy"] - runs[False][dataset]["accuracy"]) < 1.0
+
+
+def test_population_statistics_are_the_average_over_batches_of_the_current_weights(pair):
+    cfg = config(model="ddlstm", batch_size=8)
+    layout = Layout(pair)
+    sampler = WindowSampler(layout, cfg)
+    torch.manual_seed(0)
+    net = SequenceClassifier("ddlstm", layout.input_size, layout.num_labels, cfg, 2)
+    singles = []
+    for first in (100, 101):  # one batch each: the statistics of that batch alone
+        copy_ = SequenceClassifier("ddlstm", layout.input_size, layout.num_labels, cfg, 2)
+        copy_.load_state_dict(net.state_dict())
+        recompute_population_statistics(copy_, sampler, 1, first, "cpu")
+        singles.append(copy_.recurrent.layers[0].norm_x.running_mean.clone())
+    recompute_population_statistics(net, sampler, 2, 100, "cpu")
+    torch.testing.assert_close(net.recurrent.layers[0].norm_x.running_mean, (singles[0] + singles[1]) / 2)
+    assert net.recurrent.layers[0].norm_x.momentum == 0.1  # restored

@@ -22,6 +22,10 @@ Three readings where the paper is terse are options (docs/method.md, "Readings o
   elsewhere ("blocks"), or both datasets' fill the same leading columns, zero-padded to the larger
   ("shared"); the two boundary features follow, shared by all datasets.
 - `short_windows`: where the frames of a window shorter than the history sit (`windows.py`).
+- `population_batches`: the statistics evaluation normalises with. Training keeps running averages
+  (momentum 0.1) of every timestep's batch statistics, which lag behind weights that move fast;
+  with K > 0 they are replaced before each evaluation by the average over K training batches of
+  the current weights (`recompute_population_statistics`).
 
 Evaluation classifies every frame of every test video from the window that ends at it (plus the
 look-ahead), with, for DDLSTM, its dataset's population statistics; windows of one video go
@@ -42,7 +46,7 @@ from torch import nn
 from ..device import select_device
 from ..evaluation.metrics import mstcn_background, pool, score_video
 from ..io import write_csv, write_text
-from ..models import create_model
+from ..models import DDBN, create_model
 from ..options import option
 from ..sgd import SGD
 from .graphs import GraphedStep
@@ -97,6 +101,10 @@ class RecurrentConfig:
     eval_every: int = option(
         0,
         "steps between evaluations on the test videos during training (0: only at the end)")
+    population_batches: int = option(
+        50,
+        "before each evaluation, the BN models' population statistics are the average over this many training "
+        "batches of the current weights (0: the running averages training kept)")
     eval_batch: int = option(512, "windows per forward pass in evaluation")
     cuda_graphs: bool = option(
         True, "on CUDA, replay each training step as a captured CUDA graph (no effect on the CPU)")
@@ -231,10 +239,39 @@ def predict_video(model: SequenceClassifier, features: np.ndarray, block: slice,
     return np.where((predicted >= 0) & (predicted < block.stop - block.start), predicted, FOREIGN), scores
 
 
-def evaluate(model: SequenceClassifier, layout: Layout, config: RecurrentConfig, device) -> dict:
+@torch.no_grad()
+def recompute_population_statistics(model: SequenceClassifier, sampler: WindowSampler, batches: int, first: int,
+                                    device) -> None:
+    """Replace the normalisers' running averages by the plain average of their batch statistics over
+    `batches` training batches (from iteration `first` on) with the weights as they are now: the
+    population statistics of the final model, where the exponential averages mix in batches of
+    weights long gone (a "precise BN" estimate)."""
+    norms = [m for m in model.modules() if isinstance(m, DDBN)]
+    momenta = [bn.momentum for bn in norms]
+    was_training = model.training
+    model.train()
+    try:
+        for k in range(batches):
+            for bn in norms:
+                bn.momentum = 1.0 / (k + 1)  # the mean of the batches so far
+            x, mask, _, sizes = sampler.batch(first + k)
+            model(x.to(device), domain_sizes=sizes, mask=mask.to(device))
+    finally:
+        for bn, momentum in zip(norms, momenta):
+            bn.momentum = momentum
+        model.train(was_training)
+
+
+def evaluate(model: SequenceClassifier, layout: Layout, config: RecurrentConfig, device,
+             sampler: WindowSampler | None = None) -> dict:
     """Per dataset: predictions of every test video, and per-video and pooled scores under both
     conventions of which segments count (`pipeline.evaluation.metrics`): "videos" / "pooled" leave
-    out the dataset's background, "videos_mstcn" / "pooled_mstcn" a class named "background" only."""
+    out the dataset's background, "videos_mstcn" / "pooled_mstcn" a class named "background" only.
+    With a `sampler` and `config.population_batches`, the population statistics are recomputed first
+    (from batches past the last training iteration, so the same at every call)."""
+    if sampler is not None and config.population_batches and config.model != "lstm":
+        total = config.iterations * (2 if config.protocol == "pretrain_finetune" else 1)
+        recompute_population_statistics(model, sampler, config.population_batches, total, device)
     was_training = model.training
     model.eval()
     results = {}
@@ -321,13 +358,13 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
                 trainer.log("alphas", {"iteration": done, "layer": layer,
                                        **{f"alpha_{k + 1}": v for k, v in enumerate(values)}})
         if config.eval_every and done % config.eval_every == 0 and done < total:
-            for row in _metrics_rows(evaluate(model, layout, config, device), done, splits[0].split):
+            for row in _metrics_rows(evaluate(model, layout, config, device, sampler), done, splits[0].split):
                 trainer.log("metrics", row)
         return loss
 
     model.train()
     trainer.run(total, step, on_step, config.log_every)
-    results = evaluate(model, layout, config, device)
+    results = evaluate(model, layout, config, device, sampler)
     if not any(row["iteration"] == total for row in trainer.logs.get("metrics", [])):
         for row in _metrics_rows(results, total, splits[0].split):
             trainer.log("metrics", row)
