@@ -5,8 +5,9 @@ One step = forward over a (B, T, input) batch, a linear head with cross-entropy 
 backward, and an SGD update, as in the recurrent stage's training loop. Variants are run
 interleaved (round-robin over repeats) so that drifts in machine speed hit all of them alike, and
 the median step time of each is reported with its ratio to nn.LSTM. Each of LSTM / BNLSTM / DDLSTM
-runs through the kernels asked for: "native" (the C++ per-timestep loop, CPU) and "fused" (the
-tensor kernel, any device).
+runs through the kernels asked for: "native" (the C++ per-timestep loop, CPU), "fused" (the tensor
+kernel, any device) and, on CUDA, "graphed" (the fused kernel's whole training step captured once
+as a CUDA graph and replayed, as the recurrent stage does there).
 
     python benchmarks/recurrent.py                         # demo, medium and paper sizes
     python benchmarks/recurrent.py --sizes paper --repeats 5 --threads 2
@@ -36,6 +37,7 @@ from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
 from pipeline.models import create_model, native
+from pipeline.training.graphs import GraphedStep
 
 SIZES = {
     # name: (batch, timesteps, hidden, layers, input, classes)
@@ -61,7 +63,8 @@ def build(variant, size, device):
         body = _TorchLSTM(inputs, hidden, layers)
     else:
         kind, kernel = variant.split("/")
-        body = create_model(kind, inputs, hidden, layers, max_timesteps=steps, implementation=kernel)
+        implementation = "fused" if kernel == "graphed" else kernel
+        body = create_model(kind, inputs, hidden, layers, max_timesteps=steps, implementation=implementation)
     head = nn.Linear(hidden, classes)
     body.to(device).train()
     head.to(device)
@@ -77,7 +80,7 @@ def make_step(variant, size, device):
     params = list(body.parameters()) + list(head.parameters())
     sizes = [batch // 2, batch - batch // 2]
 
-    def step():
+    def train_step(x, mask, y, sizes):
         out = body(x, domain_sizes=sizes)
         loss = nn.functional.cross_entropy(head(out).reshape(-1, classes), y.reshape(-1))
         for p in params:
@@ -86,6 +89,13 @@ def make_step(variant, size, device):
         with torch.no_grad():
             for p in params:
                 p.add_(p.grad, alpha=-0.01)
+        return loss.detach()
+
+    # "graphed": the whole step captured once as a CUDA graph and replayed (pipeline.training.graphs)
+    runner = GraphedStep(train_step, enabled=variant.endswith("/graphed"))
+
+    def step():
+        runner(x, x, y, sizes)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -160,15 +170,21 @@ def main(argv=None):
                         help="timed steps per variant (default: 30 demo, 10 medium, 5 paper)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--kernels", nargs="+", choices=("native", "fused", "reference"), default=None,
-                        help="default: native and fused on the CPU (native where it can be built), fused on CUDA")
+    parser.add_argument("--kernels", nargs="+", choices=("native", "fused", "graphed", "reference"), default=None,
+                        help="default: native and fused on the CPU (native where it can be built); fused and graphed "
+                             "(the fused kernel's step captured as a CUDA graph) on CUDA")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all)")
     parser.add_argument("--no-ops", action="store_true", help="skip counting operator calls")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    kernels = args.kernels or (["native", "fused"] if device.type == "cpu" and native.available() else ["fused"])
+    if args.kernels:
+        kernels = args.kernels
+    elif device.type == "cuda":
+        kernels = ["fused", "graphed"]
+    else:
+        kernels = ["native", "fused"] if native.available() else ["fused"]
     for name in args.sizes:
         repeats = args.repeats or {"demo": 30, "medium": 10, "paper": 5}[name]
         report(name, repeats, args.warmup, kernels, device, not args.no_ops)

@@ -325,6 +325,12 @@ def readings():
         f"{layout[REC['input_layout']]} (input_layout: {REC['input_layout']}), "
         f"{windows[REC['short_windows']]} (short_windows: {REC['short_windows']}), "
         + (
+            f"population statistics over {REC['population_batches']} batches of the final weights"
+            if REC["population_batches"]
+            else "population statistics the running averages of training"
+        )
+        + f" (population_batches: {REC['population_batches']}), "
+        + (
             f"boundary features cross-fitted over {folds} folds"
             if folds > 1
             else "boundary features in-sample"
