@@ -5,7 +5,9 @@ features synthesised from the real Breakfast and 50 Salads ground truth, the lin
 and the cross-fitted boundary LSTM of split 1), trains named variants of the Table 1 methods with
 an evaluation every `eval_every` steps (`run`: one process per run, one thread each, `--jobs` at a
 time), and summarises them (`report`: a Markdown table of the last and best evaluation per variant,
-mean over seeds, and a figure of the accuracy curves and DDLSTM's alphas over training).
+mean over seeds, and a figure of the accuracy curves and DDLSTM's alphas over training);
+`reevaluate` scores finished runs again with other evaluation options (e.g. `eval_labels=own`, or
+population statistics recomputed), the weights as trained.
 
     python studies/convergence.py prepare --real ../shared/data/real --data studies/out/data
     python studies/convergence.py run --data studies/out/data --runs studies/out/runs --variants lstm ddlstm --seeds 0 1
@@ -218,11 +220,12 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="+", default=["lstm", "bnlstm", "ddlstm"], choices=list(VARIANTS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--jobs", type=int, default=2)
-    p = commands.add_parser("statistics", help="accuracy with recomputed population statistics")
+    p = commands.add_parser("reevaluate", help="finished runs evaluated again with other evaluation options")
     p.add_argument("--data", required=True)
     p.add_argument("--runs", required=True)
     p.add_argument("--names", nargs="+", required=True, help="run folders, e.g. ddlstm-s0")
-    p.add_argument("--batches", type=int, default=50)
+    p.add_argument("--set", nargs="*", default=[], help="KEY=VALUE evaluation options, e.g. eval_labels=own")
+    p.add_argument("--recompute", type=int, default=0, help="recompute population statistics over this many batches")
     p = commands.add_parser("report", help="table and figure of finished runs")
     p.add_argument("--runs", required=True)
     p.add_argument("--output", required=True)
@@ -232,45 +235,50 @@ def main(argv=None) -> int:
                 {"breakfast": args.breakfast_participants, "50salads": args.salads_participants}, 1)
     elif args.command == "run":
         run(Path(args.data), Path(args.runs), args.variants, args.seeds, args.jobs)
-    elif args.command == "statistics":
-        statistics_check(Path(args.data), Path(args.runs), args.names, args.batches)
+    elif args.command == "reevaluate":
+        changes = {}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            changes[key] = int(value) if value.isdigit() else value
+        reevaluate(Path(args.data), Path(args.runs), args.names, changes, args.recompute)
     else:
         report(Path(args.runs), Path(args.output))
     return 0
 
 
 
-def statistics_check(data: Path, runs: Path, names: list[str], batches: int) -> None:
-    """For finished runs: test accuracy with the population statistics training left (exponential
-    averages) and with statistics recomputed over `batches` training batches of the final weights."""
+def _load_run(data: Path, folder: Path, changes: dict):
+    """A finished run's model, layout and configuration (with `changes` applied to the latter)."""
     import torch
 
-    from pipeline.training.recurrent import (
-        Layout,
-        RecurrentConfig,
-        SequenceClassifier,
-        WindowSampler,
-        evaluate,
-        recompute_population_statistics,
-    )
+    from pipeline.training.recurrent import Layout, RecurrentConfig, SequenceClassifier
     from pipeline.training.sequences import load_split
+
+    saved = json.loads((folder / "config.json").read_text())
+    config = RecurrentConfig(**{**{k: v for k, v in saved.items() if k != "datasets"}, **changes})
+    kind = "insample" if "insample" in folder.name else "crossfit"
+    order = [dataset.split(" split")[0] for dataset in saved["datasets"]]
+    layout = Layout([load_split(data / f"{dataset}_inputs_{kind}.h5") for dataset in order], config.input_layout)
+    model = SequenceClassifier(config.model, layout.input_size, layout.num_labels, config, 2)
+    model.load_state_dict(torch.load(folder / "checkpoint.pt", weights_only=False)["model"])
+    return model, layout, config
+
+
+def reevaluate(data: Path, runs: Path, names: list[str], changes: dict, recompute: int) -> None:
+    """Finished runs evaluated again, the weights as trained: with evaluation options changed
+    (e.g. eval_labels=own) and / or population statistics recomputed over `recompute` batches."""
+    import torch
+
+    from pipeline.training.recurrent import WindowSampler, evaluate, recompute_population_statistics
 
     torch.set_num_threads(1)
     for name in names:
-        folder = runs / name
-        saved = json.loads((folder / "config.json").read_text())
-        config = RecurrentConfig(**{k: v for k, v in saved.items() if k != "datasets"})
-        kind = "insample" if "insample" in name else "crossfit"
-        order = [d.split(" split")[0] for d in saved["datasets"]]
-        splits = [load_split(data / f"{dataset}_inputs_{kind}.h5") for dataset in order]
-        layout = Layout(splits, config.input_layout)
-        model = SequenceClassifier(config.model, layout.input_size, layout.num_labels, config, 2)
-        model.load_state_dict(torch.load(folder / "checkpoint.pt", weights_only=False)["model"])
-        before = {d: r["pooled"].accuracy for d, r in evaluate(model, layout, config, "cpu").items()}
-        recompute_population_statistics(model, WindowSampler(layout, config), batches, 10**6, "cpu")
-        after = {d: r["pooled"].accuracy for d, r in evaluate(model, layout, config, "cpu").items()}
-        print(f"{name}: running averages {before} -> recomputed over {batches} batches {after}", flush=True)
-
+        model, layout, config = _load_run(data, runs / name, changes)
+        if recompute:
+            recompute_population_statistics(model, WindowSampler(layout, config), recompute, 10**6, "cpu")
+        scores = {d: round(r["pooled"].accuracy, 1) for d, r in evaluate(model, layout, config, "cpu").items()}
+        print(json.dumps({"run": name, "changes": changes, "recomputed_batches": recompute, "accuracy": scores}),
+              flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())
