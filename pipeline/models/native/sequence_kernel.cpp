@@ -155,6 +155,20 @@ MULTIVERSIONED void cell_output_rows(T* th, T* h, T* cc_now, int64_t ccw, const 
   }
 }
 
+// A row's gradient g += add; where the row is padding at this step (mask false), g is set aside in keep
+// (it flows to the step before unchanged, as the state did) and zeroed here.
+template <typename T>
+inline void add_and_set_aside(T* g, const T* add, T* keep, const bool* mask, int64_t H) {
+  for (int64_t k = 0; k < H; ++k) g[k] += add[k];
+  if (mask == nullptr) return;
+  if (*mask) {
+    std::fill(keep, keep + H, T(0));
+  } else {
+    std::memcpy(keep, g, sizeof(T) * H);
+    std::fill(g, g + H, T(0));
+  }
+}
+
 // Backward through h = o tanh(u), starting a step: dh += d_out; a padded row keeps its dh aside (dh_keep)
 // for the step before; dz of o's pre-activation and du.
 template <typename T>
@@ -163,17 +177,7 @@ MULTIVERSIONED void output_grad_rows(T* dh, T* dh_keep, const T* d_out, const bo
   const int64_t G = 4 * H;
   for (int64_t j = begin; j < end; ++j) {
     T* dhj = dh + j * H;
-    const T* doj = d_out + j * H;
-    for (int64_t k = 0; k < H; ++k) dhj[k] += doj[k];
-    if (mask != nullptr) {
-      T* keep = dh_keep + j * H;
-      if (mask[j]) {
-        std::fill(keep, keep + H, T(0));
-      } else {
-        std::memcpy(keep, dhj, sizeof(T) * H);
-        std::fill(dhj, dhj + H, T(0));
-      }
-    }
+    add_and_set_aside(dhj, d_out + j * H, dh_keep + j * H, mask != nullptr ? mask + j : nullptr, H);
     const T* oj = s + j * G + 2 * H;
     const T* tj = th + j * H;
     T* dzo = dz + j * G + 2 * H;
@@ -192,17 +196,7 @@ MULTIVERSIONED void gate_grad_rows(T* dc, T* dc_keep, const T* dcn, const bool* 
   const int64_t G = 4 * H;
   for (int64_t j = begin; j < end; ++j) {
     T* dcj = dc + j * H;
-    const T* dnj = dcn + j * H;
-    for (int64_t k = 0; k < H; ++k) dcj[k] += dnj[k];
-    if (mask != nullptr) {
-      T* keep = dc_keep + j * H;
-      if (mask[j]) {
-        std::fill(keep, keep + H, T(0));
-      } else {
-        std::memcpy(keep, dcj, sizeof(T) * H);
-        std::fill(dcj, dcj + H, T(0));
-      }
-    }
+    add_and_set_aside(dcj, dcn + j * H, dc_keep + j * H, mask != nullptr ? mask + j : nullptr, H);
     const T* sj = s + j * G;
     const T* cp = cc_prev + j * ccw;
     T* dzj = dz + j * G;
