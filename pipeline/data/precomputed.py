@@ -154,8 +154,8 @@ class FeatureSource:
         return allowed_mismatch(num_labels, self.tolerance_frames, self.tolerance_fraction)
 
     def _survey(self) -> int:
-        """The dataset's feature dimension: the most common D among the arrays whose orientation is
-        unambiguous (so that one odd file is reported as the odd one, whichever comes first)."""
+        """The dataset's feature dimension: the most common D among its readable arrays (an ambiguous
+        one read as D x T), so that one odd file is reported as the odd one, whichever comes first."""
         dims = []
         for video in self.dataset.videos.values():
             try:
