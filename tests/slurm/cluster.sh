@@ -85,9 +85,10 @@ SlurmctldLogFile=$DIR/log/slurmctld.log
 SlurmdLogFile=$DIR/log/slurmd.log
 SlurmctldDebug=info
 SlurmdDebug=info
-# No cgroups in containers and CI machines: plain process tracking, no task confinement.
+# No cgroups in containers and CI machines: plain process tracking. Each job is bound to the CPUs it was
+# given (CPU affinity, no cgroups needed), as a cluster confines jobs: its results must not depend on it.
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=task/affinity
 MpiDefault=none
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
