@@ -36,6 +36,9 @@ def placeholder_data(folder, config_path):
 
     config = yaml.safe_load((ROOT / config_path).read_text())
     paths = [path for spec in config["datasets"].values() for path in required_paths(spec)]
+    # an MS-TCN folder without videos or features keys reads its features/ subfolder
+    paths += [f"{spec['annotations']}/features" for spec in config["datasets"].values()
+              if spec["format"] == "mstcn" and not spec.get("videos") and not spec.get("features")]
     for path in (folder / p for p in [*paths, config["features"].get("weights") or "resources/none.pth"]):
         target = path if path.suffix in (".csv", ".txt", ".pth") else path / "placeholder.txt"
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -55,6 +58,16 @@ def test_the_paper_config_plans_once_its_data_is_in_place(tmp_path):
     assert jobs["finetune"] == 12  # 3 datasets x 4 splits, from resources/weights/bninception_hmdb51.pth
     # pairs x splits x (Table-1 runs + depths 1, 2, 4, 5, 10) + Table 3's look-ahead runs (breakfast+50salads)
     assert jobs["train"] == 3 * 4 * (5 + 5) + 4
+
+
+def test_the_synthesised_features_config_plans_tables_1_to_5(tmp_path):
+    folder = copy_workflow(tmp_path)
+    placeholder_data(folder, "config/synfeatures.yaml")
+    result = snakemake("-n", "--cores", "1", "--configfile", "config/synfeatures.yaml", cwd=folder)
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = planned(result)
+    assert jobs["check_features"] == 2 and jobs["linear"] == 8 and "frames" not in jobs
+    assert jobs["train"] == 4 * (5 + 2) + 4  # Table 1 and depths 1, 2 on one pair, the look-ahead runs of Tables 3-4
 
 
 def test_the_mstcn_config_plans_without_any_video(tmp_path):
