@@ -17,7 +17,8 @@ import time
 import numpy as np
 import torch
 
-from pipeline.training.recurrent import RecurrentConfig, SequenceClassifier, predict_video
+from pipeline.training.evaluation import predict_video
+from pipeline.training.recurrent import RecurrentConfig, SequenceClassifier
 from pipeline.training.windows import gather_windows
 
 

@@ -18,7 +18,7 @@ torch.profiler, nested calls included, on the device the benchmark runs on. On a
 least one kernel launch, so the count predicts how a step will behave there.
 
 Evaluation: one batch of B windows through the model in evaluation mode without a graph (what
-online evaluation does, `pipeline.training.recurrent.predict_video`), against nn.LSTM's forward.
+online evaluation does, `pipeline.training.evaluation.predict_video`), against nn.LSTM's forward.
 
 Sizes: "paper" is the paper's recurrent stage (docs/method.md §5: B=128, 64 windows per dataset,
 T=200, H=128, 3 layers, input 64); "medium" a features-only run at the size the convergence study

@@ -269,7 +269,8 @@ def reevaluate(data: Path, runs: Path, names: list[str], changes: dict, recomput
     (e.g. eval_labels=own) and / or population statistics recomputed over `recompute` batches."""
     import torch
 
-    from pipeline.training.recurrent import WindowSampler, evaluate, recompute_population_statistics
+    from pipeline.training.evaluation import evaluate, recompute_population_statistics
+    from pipeline.training.recurrent import WindowSampler
 
     torch.set_num_threads(1)
     for name in names:

@@ -21,6 +21,7 @@ from pipeline.training.boundary import (
     train_boundary,
     write_with_boundary,
 )
+from pipeline.training.evaluation import predict_video, recompute_population_statistics
 from pipeline.training.graphs import GraphedStep
 from pipeline.training.loop import Trainer
 from pipeline.training.recurrent import (
@@ -28,8 +29,6 @@ from pipeline.training.recurrent import (
     RecurrentConfig,
     SequenceClassifier,
     WindowSampler,
-    predict_video,
-    recompute_population_statistics,
     train_recurrent,
 )
 from pipeline.training.sequences import load_split

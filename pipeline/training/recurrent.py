@@ -12,7 +12,7 @@ Labels (the paper's concatenated label vectors, Fig. 1): dataset i owns a block 
 vector. Every frame of a window is scored (cross-entropy over the whole vector); with `lookahead`
 the output at each timestep is scored against the frame half a history earlier (`windows.py`).
 
-Three readings where the paper is terse are options (docs/method.md, "Readings of the paper"):
+The readings where the paper is terse are options (docs/method.md, "Readings of the paper"):
 
 - `eval_labels`: a test frame is classified by the argmax over the whole concatenated vector
   ("all": a label of the other dataset counts as wrong, stored as -1 in the predictions; the only
@@ -27,9 +27,7 @@ Three readings where the paper is terse are options (docs/method.md, "Readings o
   with K > 0 they are replaced before each evaluation by the average over K training batches of
   the current weights (`recompute_population_statistics`).
 
-Evaluation classifies every frame of every test video from the window that ends at it (plus the
-look-ahead), with, for DDLSTM, its dataset's population statistics; windows of one video go
-through the network in batches.
+Evaluation is `evaluation.py`.
 """
 
 from __future__ import annotations
@@ -44,11 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..device import select_device
-from ..evaluation.metrics import mstcn_background, pool, score_video
 from ..io import write_csv, write_text
-from ..models import DDBN, create_model
+from ..models import create_model
 from ..options import option
 from ..sgd import SGD
+from .evaluation import evaluate, metrics_rows, score_row
 from .graphs import GraphedStep
 from .loop import Trainer
 from .sequences import SplitSequences
@@ -58,7 +56,6 @@ PROTOCOLS = ("single", "joint", "pretrain_finetune")
 MODELS = ("lstm", "bnlstm", "ddlstm")
 EVAL_LABELS = ("all", "own")
 INPUT_LAYOUTS = ("blocks", "shared")
-FOREIGN = -1  # the prediction stored for a frame classified as one of the other dataset's labels
 
 
 @dataclass
@@ -220,88 +217,6 @@ class WindowSampler:
                 torch.from_numpy(np.concatenate(targets)), sizes)
 
 
-@torch.no_grad()
-def predict_video(model: SequenceClassifier, features: np.ndarray, block: slice, domain: int,
-                  config: RecurrentConfig, device) -> tuple[np.ndarray, np.ndarray]:
-    """Online predictions for every frame of one video: (T,) class ids of the dataset (FOREIGN where
-    `eval_labels` is "all" and the argmax falls in another dataset's block), and the (T, labels)
-    scores of the whole concatenated vector they come from."""
-    scores = []
-    for start in range(0, len(features), config.eval_batch):
-        ends = np.arange(start, min(len(features), start + config.eval_batch)) + config.lookahead_frames
-        x, mask = gather_windows(features, ends, config.history, config.short_windows)
-        out = model(torch.from_numpy(x).to(device), domain=domain, mask=torch.from_numpy(mask).to(device))
-        scores.append(out[:, -1].float().cpu().numpy())
-    scores = np.concatenate(scores)
-    if config.eval_labels == "own":
-        return scores[:, block].argmax(1), scores
-    predicted = scores.argmax(1) - block.start
-    return np.where((predicted >= 0) & (predicted < block.stop - block.start), predicted, FOREIGN), scores
-
-
-@torch.no_grad()
-def recompute_population_statistics(model: SequenceClassifier, sampler: WindowSampler, batches: int, first: int,
-                                    device) -> None:
-    """Replace the normalisers' running averages by the plain average of their batch statistics over
-    `batches` training batches (from iteration `first` on) with the weights as they are now: the
-    population statistics of the final model, where the exponential averages mix in batches of
-    weights long gone (a "precise BN" estimate)."""
-    norms = [m for m in model.modules() if isinstance(m, DDBN)]
-    momenta = [bn.momentum for bn in norms]
-    was_training = model.training
-    model.train()
-    try:
-        for k in range(batches):
-            for bn in norms:
-                bn.momentum = 1.0 / (k + 1)  # the mean of the batches so far
-            x, mask, _, sizes = sampler.batch(first + k)
-            model(x.to(device), domain_sizes=sizes, mask=mask.to(device))
-    finally:
-        for bn, momentum in zip(norms, momenta):
-            bn.momentum = momentum
-        model.train(was_training)
-
-
-def evaluate(model: SequenceClassifier, layout: Layout, config: RecurrentConfig, device,
-             sampler: WindowSampler | None = None) -> dict:
-    """Per dataset: predictions of every test video, and per-video and pooled scores under both
-    conventions of which segments count (`pipeline.evaluation.metrics`): "videos" / "pooled" leave
-    out the dataset's background, "videos_mstcn" / "pooled_mstcn" a class named "background" only.
-    With a `sampler` and `config.population_batches`, the population statistics are recomputed first
-    (from batches past the last training iteration, so the same at every call)."""
-    if sampler is not None and config.population_batches and config.model != "lstm":
-        total = config.iterations * (2 if config.protocol == "pretrain_finetune" else 1)
-        recompute_population_statistics(model, sampler, config.population_batches, total, device)
-    was_training = model.training
-    model.eval()
-    results = {}
-    for index, split in enumerate(layout.splits):
-        background = () if split.background_id is None else (split.background_id,)
-        mstcn = mstcn_background(split.class_names)
-        predictions, per_video, per_video_mstcn = {}, {}, {}
-        for sequence in split.subset("test"):
-            predicted, _ = predict_video(model, layout.features(index, sequence), layout.block(index), index,
-                                         config, device)
-            predictions[sequence.name] = predicted
-            per_video[sequence.name] = score_video(predicted, sequence.labels, background)
-            per_video_mstcn[sequence.name] = score_video(predicted, sequence.labels, mstcn)
-        results[split.dataset] = {"predictions": predictions, "videos": per_video, "pooled": pool(per_video.values()),
-                                  "videos_mstcn": per_video_mstcn, "pooled_mstcn": pool(per_video_mstcn.values())}
-    model.train(was_training)
-    return results
-
-
-def score_row(ours, mstcn) -> dict:
-    """accuracy, edit, f1@k (background left out) and edit_mstcn, f1@k_mstcn (MS-TCN's eval.py)."""
-    return {**ours.as_row(), **{f"{key}_mstcn": value for key, value in mstcn.as_row().items() if key != "accuracy"}}
-
-
-def _metrics_rows(results: dict, iteration: int, split: int) -> list[dict]:
-    return [{"iteration": iteration, "dataset": dataset, "split": split, "videos": r["pooled"].videos,
-             "frames": r["pooled"].frames, **score_row(r["pooled"], r["pooled_mstcn"])}
-            for dataset, r in results.items()]
-
-
 def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, output_dir: str | Path,
                     on_step=None, restart_on_change: bool = False) -> dict:
     """Train under `config.protocol`, evaluate, and write to `output_dir`:
@@ -358,7 +273,7 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
                 trainer.log("alphas", {"iteration": done, "layer": layer,
                                        **{f"alpha_{k + 1}": v for k, v in enumerate(values)}})
         if config.eval_every and done % config.eval_every == 0 and done < total:
-            for row in _metrics_rows(evaluate(model, layout, config, device, sampler), done, splits[0].split):
+            for row in metrics_rows(evaluate(model, layout, config, device, sampler), done, splits[0].split):
                 trainer.log("metrics", row)
         return loss
 
@@ -366,7 +281,7 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     trainer.run(total, step, on_step, config.log_every)
     results = evaluate(model, layout, config, device, sampler)
     if not any(row["iteration"] == total for row in trainer.logs.get("metrics", [])):
-        for row in _metrics_rows(results, total, splits[0].split):
+        for row in metrics_rows(results, total, splits[0].split):
             trainer.log("metrics", row)
     trainer.save()
     if "alphas" not in trainer.logs:  # every run has the file, a header alone without alphas
