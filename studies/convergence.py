@@ -146,7 +146,20 @@ def read_curves(folder: Path) -> dict:
     return curves
 
 
-def report(runs: Path, output: Path) -> None:
+def frame_classifier_accuracy(data: Path) -> dict:
+    """{dataset: pooled test frame accuracy %} of the frame classifier alone (Table 1's "None")."""
+
+    from pipeline.training.sequences import load_split
+
+    scores = {}
+    for dataset in DATASETS:
+        test = load_split(data / f"{dataset}_logits.h5").subset("test")
+        right = sum(int((s.logits.argmax(1) == s.labels).sum()) for s in test)
+        scores[dataset] = 100.0 * right / sum(len(s.labels) for s in test)
+    return scores
+
+
+def report(runs: Path, output: Path, data: Path | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,18 +170,28 @@ def report(runs: Path, output: Path) -> None:
     for folder in sorted(runs.glob("*-s*")):
         if (folder / "metrics.csv").is_file() and (folder / "predictions.npz").is_file():
             by_variant[folder.name.rsplit("-s", 1)[0]].append(folder)
-    lines = ["| variant | seeds | " + " | ".join(f"{d} last | {d} best" for d in DATASETS) + " |",
-             "|---|---|" + "---|---|" * len(DATASETS)]
+    at = SHORT["iterations"]
+    lines = ["| variant | seeds | steps | " + " | ".join(f"{d} at {at} | {d} last | {d} best" for d in DATASETS) + " |",
+             "|---|---|---|" + "---|---|---|" * len(DATASETS)]
     summary = {}
     for variant in [v for v in VARIANTS if v in by_variant]:
         curves = [read_curves(folder) for folder in by_variant[variant]]
         cells = []
         for dataset in DATASETS:
+            early = [dict(c[dataset]).get(at, float("nan")) for c in curves]
             last = [c[dataset][-1][1] for c in curves]
             best = [max(a for _, a in c[dataset]) for c in curves]
-            cells.append(f"{np.mean(last):.1f} ± {np.std(last):.1f} | {np.mean(best):.1f}")
-            summary[f"{variant}/{dataset}"] = {"last": float(np.mean(last)), "best": float(np.mean(best))}
-        lines.append(f"| {variant} | {len(curves)} | " + " | ".join(cells) + " |")
+            spread = f" ± {np.std(last):.1f}" if len(curves) > 1 else ""
+            cells.append(f"{np.mean(early):.1f} | {np.mean(last):.1f}{spread} | {np.mean(best):.1f}")
+            summary[f"{variant}/{dataset}"] = {f"at_{at}": float(np.mean(early)), "last": float(np.mean(last)),
+                                               "best": float(np.mean(best))}
+        steps = curves[0][DATASETS[0]][-1][0]
+        lines.append(f"| {variant} | {len(curves)} | {steps} | " + " | ".join(cells) + " |")
+    if data is not None:  # the frame classifier alone: no training steps, one number per dataset
+        none = frame_classifier_accuracy(data)
+        lines.insert(2, "| none (frame classifier) | - | - | " + " | ".join(
+            f"{none[d]:.1f} | {none[d]:.1f} | {none[d]:.1f}" for d in DATASETS) + " |")
+        summary.update({f"none/{d}": {"last": none[d]} for d in DATASETS})
     output.mkdir(parents=True, exist_ok=True)
     (output / "convergence.md").write_text("\n".join(lines) + "\n")
     (output / "convergence.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -206,47 +229,6 @@ def report(runs: Path, output: Path) -> None:
     print(f"wrote {output / 'convergence.png'}")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("prepare", help="synthesised features, logits and boundary inputs of split 1")
-    p.add_argument("--real", required=True, help="folder with breakfast/ and 50salads/ MS-TCN ground truth")
-    p.add_argument("--data", required=True)
-    p.add_argument("--breakfast-participants", type=int, default=24)
-    p.add_argument("--salads-participants", type=int, default=12)
-    p = commands.add_parser("run", help="train variants")
-    p.add_argument("--data", required=True)
-    p.add_argument("--runs", required=True)
-    p.add_argument("--variants", nargs="+", default=["lstm", "bnlstm", "ddlstm"], choices=list(VARIANTS))
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    p.add_argument("--jobs", type=int, default=2)
-    p = commands.add_parser("reevaluate", help="finished runs evaluated again with other evaluation options")
-    p.add_argument("--data", required=True)
-    p.add_argument("--runs", required=True)
-    p.add_argument("--names", nargs="+", required=True, help="run folders, e.g. ddlstm-s0")
-    p.add_argument("--set", nargs="*", default=[], help="KEY=VALUE evaluation options, e.g. eval_labels=own")
-    p.add_argument("--recompute", type=int, default=0, help="recompute population statistics over this many batches")
-    p = commands.add_parser("report", help="table and figure of finished runs")
-    p.add_argument("--runs", required=True)
-    p.add_argument("--output", required=True)
-    args = parser.parse_args(argv)
-    if args.command == "prepare":
-        prepare(Path(args.real), Path(args.data),
-                {"breakfast": args.breakfast_participants, "50salads": args.salads_participants}, 1)
-    elif args.command == "run":
-        run(Path(args.data), Path(args.runs), args.variants, args.seeds, args.jobs)
-    elif args.command == "reevaluate":
-        changes = {}
-        for item in args.set:
-            key, _, value = item.partition("=")
-            changes[key] = int(value) if value.isdigit() else value
-        reevaluate(Path(args.data), Path(args.runs), args.names, changes, args.recompute)
-    else:
-        report(Path(args.runs), Path(args.output))
-    return 0
-
-
-
 def _load_run(data: Path, folder: Path, changes: dict):
     """A finished run's model, layout and configuration (with `changes` applied to the latter)."""
     import torch
@@ -280,6 +262,49 @@ def reevaluate(data: Path, runs: Path, names: list[str], changes: dict, recomput
         scores = {d: round(r["pooled"].accuracy, 1) for d, r in evaluate(model, layout, config, "cpu").items()}
         print(json.dumps({"run": name, "changes": changes, "recomputed_batches": recompute, "accuracy": scores}),
               flush=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("prepare", help="synthesised features, logits and boundary inputs of split 1")
+    p.add_argument("--real", required=True, help="folder with breakfast/ and 50salads/ MS-TCN ground truth")
+    p.add_argument("--data", required=True)
+    p.add_argument("--breakfast-participants", type=int, default=24)
+    p.add_argument("--salads-participants", type=int, default=12)
+    p = commands.add_parser("run", help="train variants")
+    p.add_argument("--data", required=True)
+    p.add_argument("--runs", required=True)
+    p.add_argument("--variants", nargs="+", default=["lstm", "bnlstm", "ddlstm"], choices=list(VARIANTS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--jobs", type=int, default=2)
+    p = commands.add_parser("reevaluate", help="finished runs evaluated again with other evaluation options")
+    p.add_argument("--data", required=True)
+    p.add_argument("--runs", required=True)
+    p.add_argument("--names", nargs="+", required=True, help="run folders, e.g. ddlstm-s0")
+    p.add_argument("--set", nargs="*", default=[], help="KEY=VALUE evaluation options, e.g. eval_labels=own")
+    p.add_argument("--recompute", type=int, default=0, help="recompute population statistics over this many batches")
+    p = commands.add_parser("report", help="table and figure of finished runs")
+    p.add_argument("--runs", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--data", help="the prepared data: adds the frame classifier's own accuracy")
+    args = parser.parse_args(argv)
+    if args.command == "prepare":
+        prepare(Path(args.real), Path(args.data),
+                {"breakfast": args.breakfast_participants, "50salads": args.salads_participants}, 1)
+    elif args.command == "run":
+        run(Path(args.data), Path(args.runs), args.variants, args.seeds, args.jobs)
+    elif args.command == "reevaluate":
+        changes = {}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            changes[key] = int(value) if value.isdigit() else value
+        reevaluate(Path(args.data), Path(args.runs), args.names, changes, args.recompute)
+    else:
+        report(Path(args.runs), Path(args.output), Path(args.data) if args.data else None)
+    return 0
+
+
 
 if __name__ == "__main__":
     sys.exit(main())
