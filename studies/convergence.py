@@ -4,8 +4,8 @@ Does DDLSTM help, and when? This script builds the data once (`prepare`: MS-TCN 
 features synthesised from the real Breakfast and 50 Salads ground truth, the linear frame classifier
 and the cross-fitted boundary LSTM of split 1), trains named variants of the Table 1 methods with
 an evaluation every `eval_every` steps (`run`: one process per run, one thread each, `--jobs` at a
-time), and summarises them (`report`: a Markdown table of the last and best evaluation per variant,
-mean over seeds, and a figure of the accuracy curves and DDLSTM's alphas over training);
+time), and summarises them (`report`: Markdown tables of the accuracy at 2000 steps, at the last and
+best evaluation, and of the edit score, per variant, mean over seeds, and a figure of the accuracy curves and DDLSTM's alphas over training);
 `reevaluate` scores finished runs again with other evaluation options (e.g. `eval_labels=own`, or
 population statistics recomputed), the weights as trained.
 
@@ -137,12 +137,12 @@ def run(data: Path, runs: Path, variants: list[str], seeds: list[int], jobs: int
                 print(f"{status} {name} in {time.monotonic() - started:.0f} s", flush=True)
 
 
-def read_curves(folder: Path) -> dict:
-    """{dataset: [(iteration, accuracy)]} of one run."""
+def read_curves(folder: Path, metric: str = "accuracy") -> dict:
+    """{dataset: [(iteration, metric)]} of one run."""
     curves = defaultdict(list)
     with open(folder / "metrics.csv", newline="") as handle:
         for row in csv.DictReader(handle):
-            curves[row["dataset"]].append((int(row["iteration"]), float(row["accuracy"])))
+            curves[row["dataset"]].append((int(row["iteration"]), float(row[metric])))
     return curves
 
 
@@ -171,27 +171,39 @@ def report(runs: Path, output: Path, data: Path | None = None) -> None:
         if (folder / "metrics.csv").is_file() and (folder / "predictions.npz").is_file():
             by_variant[folder.name.rsplit("-s", 1)[0]].append(folder)
     at = SHORT["iterations"]
-    lines = ["| variant | seeds | steps | " + " | ".join(f"{d} at {at} | {d} last | {d} best" for d in DATASETS) + " |",
+    header = "| variant | seeds | steps | "
+    lines = [header + " | ".join(f"{d} at {at} | {d} last | {d} best" for d in DATASETS) + " |",
              "|---|---|---|" + "---|---|---|" * len(DATASETS)]
+    edit_lines = [header + " | ".join(f"{d} at {at} | {d} last" for d in DATASETS) + " |",
+                  "|---|---|---|" + "---|---|" * len(DATASETS)]
     summary = {}
     for variant in [v for v in VARIANTS if v in by_variant]:
-        curves = [read_curves(folder) for folder in by_variant[variant]]
-        cells = []
-        for dataset in DATASETS:
-            early = [dict(c[dataset]).get(at, float("nan")) for c in curves]
-            last = [c[dataset][-1][1] for c in curves]
-            best = [max(a for _, a in c[dataset]) for c in curves]
-            spread = f" ± {np.std(last):.1f}" if len(curves) > 1 else ""
-            cells.append(f"{np.mean(early):.1f} | {np.mean(last):.1f}{spread} | {np.mean(best):.1f}")
-            summary[f"{variant}/{dataset}"] = {f"at_{at}": float(np.mean(early)), "last": float(np.mean(last)),
-                                               "best": float(np.mean(best))}
-        steps = curves[0][DATASETS[0]][-1][0]
-        lines.append(f"| {variant} | {len(curves)} | {steps} | " + " | ".join(cells) + " |")
+        # a pre-train/fine-tune run is still pre-training at `at` steps: no comparable early value
+        staged = VARIANTS[variant].get("protocol") == "pretrain_finetune"
+        steps = read_curves(by_variant[variant][0])[DATASETS[0]][-1][0]
+        for metric, table in (("accuracy", lines), ("edit", edit_lines)):
+            curves = [read_curves(folder, metric) for folder in by_variant[variant]]
+            cells = []
+            for dataset in DATASETS:
+                early = None if staged else float(np.mean([dict(c[dataset]).get(at, np.nan) for c in curves]))
+                last = [c[dataset][-1][1] for c in curves]
+                spread = f" ± {np.std(last):.1f}" if len(curves) > 1 else ""
+                cell = ("-" if early is None else f"{early:.1f}") + f" | {np.mean(last):.1f}{spread}"
+                entry = summary.setdefault(f"{variant}/{dataset}", {})
+                entry.update({f"{metric}_at_{at}": early, f"{metric}_last": float(np.mean(last))})
+                if metric == "accuracy":
+                    best = float(np.mean([max(a for _, a in c[dataset]) for c in curves]))
+                    cell += f" | {best:.1f}"
+                    entry["accuracy_best"] = best
+                cells.append(cell)
+            table.append(f"| {variant} | {len(curves)} | {steps} | " + " | ".join(cells) + " |")
     if data is not None:  # the frame classifier alone: no training steps, one number per dataset
         none = frame_classifier_accuracy(data)
         lines.insert(2, "| none (frame classifier) | - | - | " + " | ".join(
             f"{none[d]:.1f} | {none[d]:.1f} | {none[d]:.1f}" for d in DATASETS) + " |")
-        summary.update({f"none/{d}": {"last": none[d]} for d in DATASETS})
+        summary.update({f"none/{d}": {"accuracy_last": none[d]} for d in DATASETS})
+    lines = ["Frame accuracy % (test videos, split 1):", "", *lines, "",
+             "Edit score (test videos, split 1, background excluded):", "", *edit_lines]
     output.mkdir(parents=True, exist_ok=True)
     (output / "convergence.md").write_text("\n".join(lines) + "\n")
     (output / "convergence.json").write_text(json.dumps(summary, indent=2) + "\n")
