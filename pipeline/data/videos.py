@@ -45,10 +45,11 @@ def attach_videos(dataset, root: str | Path, required: bool = True) -> None:
 def write_video(path: str | Path, frames, fps: float, codec: str = "libx264", crf: int = 18) -> None:
     """Encode (T, H, W, 3) uint8 RGB frames to `path` (container from its suffix), atomically.
 
-    Height and width must be even for the default H.264 / yuv420p encoding. The encoder runs on one
-    thread: x264 picks its thread count from the CPUs it sees, and the bytes it writes depend on it,
-    so the same frames would give other files (and other decoded frames downstream) on another
-    machine or under a scheduler that confines the job to fewer CPUs.
+    Height and width must be even (yuv420p). The encoder runs on one thread: x264 picks its thread
+    count from the CPUs it sees, and the bytes it writes depend on it. Even so, PyAV's libx264 was
+    seen to write other bytes for the same frames after other work in the same process; `mpeg4`
+    (FFmpeg's own MPEG-4 Part 2 encoder, at its finest quantiser here) gives the same bytes whatever
+    the process, which is why the synthetic datasets use it.
     """
     import av
 
@@ -63,6 +64,8 @@ def write_video(path: str | Path, frames, fps: float, codec: str = "libx264", cr
             stream.thread_count = 1
             if codec == "libx264":
                 stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+            elif codec == "mpeg4":
+                stream.codec_context.qscale = 2  # the finest quantiser: near lossless
             for image in frames:
                 container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
             container.mux(stream.encode())

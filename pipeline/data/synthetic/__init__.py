@@ -2,9 +2,12 @@
 
 Three datasets stand in for Breakfast, 50 Salads and MPII Cooking 2. They share one task grammar
 (`grammar.py`) but differ in label vocabulary and granularity, in visual style (`render.py`:
-counter colour and texture, camera gain, object colours), and are written as real H.264 videos plus
+counter colour and texture, camera gain, object colours), and are written as real MPEG-4 videos plus
 annotations in the native format of the dataset each stands for (`formats.py`), so the demo
-exercises the real readers and the real decoder. Each has several participants, so
+exercises the real readers and the real decoder. The videos are MPEG-4 Part 2 from FFmpeg's own
+encoder, not H.264: the libx264 that PyAV bundles wrote other bytes for the same frames depending on
+what the process had done before (even on one thread), and every frame, logit and table downstream
+followed; FFmpeg's encoder gives the same bytes whatever the process, machine or scheduler. Each has several participants, so
 leave-person-out splits exist. Everything is deterministic given the seed.
 
     python -m pipeline synthetic --output resources/synthetic --seed 0
@@ -23,6 +26,8 @@ from ..videos import write_video
 from .formats import WRITERS
 from .grammar import ACTIVITIES, sample_timeline
 from .render import Painter, Style, render_video
+
+CODEC = "mpeg4"  # deterministic (see the module docstring)
 
 HAND_COLOURS = [(0.93, 0.76, 0.65), (0.78, 0.57, 0.44), (0.55, 0.38, 0.26), (0.98, 0.84, 0.74), (0.4, 0.27, 0.18)]
 
@@ -49,7 +54,7 @@ DATASETS = {
 class Sizes:
     participants: int = 8  # per dataset; 4 leave-person-out splits need at least 4
     videos_per_participant: int = 2
-    frame_size: int = 64  # square frames, even for H.264
+    frame_size: int = 64  # square frames, even for yuv420p
     pace: float = 1.0  # scales every step's length (smaller: shorter videos)
 
 
@@ -60,7 +65,7 @@ def generate(root: str | Path, seed: int = 0, sizes: Sizes = Sizes(), names=tupl
     """
     root = Path(root)
     if sizes.frame_size % 2:
-        raise ValueError(f"frame_size must be even for H.264, got {sizes.frame_size}")
+        raise ValueError(f"frame_size must be even (yuv420p chroma is half size), got {sizes.frame_size}")
     specs = {}
     for dataset_index, name in enumerate(names):
         if name not in DATASETS:
@@ -77,7 +82,7 @@ def generate(root: str | Path, seed: int = 0, sizes: Sizes = Sizes(), names=tupl
                 steps, num_frames = sample_timeline(activity, definition.fps, pace, rng)
                 name_of_video = writer.video_name(participant, index, activity)
                 write_video(writer.video_path(participant, index, activity),
-                            render_video(steps, num_frames, painter, rng), definition.fps)
+                            render_video(steps, num_frames, painter, rng), definition.fps, codec=CODEC)
                 writer.write(name_of_video, participant, activity, steps, num_frames, rng)
         writer.finish()
         specs[name] = writer.spec(name)
