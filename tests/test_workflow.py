@@ -45,15 +45,20 @@ def placeholder_data(folder, config_path):
         target.touch()
 
 
+
+def plan_with_placeholder_data(folder, configfile):
+    """Jobs per rule of a dry run of `configfile` once placeholders stand in for its data."""
+    placeholder_data(folder, configfile)
+    result = snakemake("-n", "--cores", "1", "--configfile", configfile, cwd=folder)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return planned(result)
+
 def test_the_paper_config_plans_once_its_data_is_in_place(tmp_path):
     folder = copy_workflow(tmp_path)
     missing = snakemake("-n", "--cores", "1", "--configfile", "config/paper.yaml", cwd=folder)
     assert missing.returncode != 0 and "Missing input files" in missing.stdout
     assert "resources/breakfast/segmentation/Breakfast_coarse" in missing.stdout or "resources/50salads" in missing.stdout
-    placeholder_data(folder, "config/paper.yaml")
-    result = snakemake("-n", "--cores", "1", "--configfile", "config/paper.yaml", cwd=folder)
-    assert result.returncode == 0, result.stdout[-3000:]
-    jobs = planned(result)
+    jobs = plan_with_placeholder_data(folder, "config/paper.yaml")
     assert "synthetic_data" not in jobs and jobs["frames"] == 3
     assert jobs["finetune"] == 12  # 3 datasets x 4 splits, from resources/weights/bninception_hmdb51.pth
     # pairs x splits x (Table-1 runs + depths 1, 2, 4, 5, 10) + Table 3's look-ahead runs (breakfast+50salads)
@@ -61,21 +66,13 @@ def test_the_paper_config_plans_once_its_data_is_in_place(tmp_path):
 
 
 def test_the_synthesised_features_config_plans_tables_1_to_5(tmp_path):
-    folder = copy_workflow(tmp_path)
-    placeholder_data(folder, "config/synfeatures.yaml")
-    result = snakemake("-n", "--cores", "1", "--configfile", "config/synfeatures.yaml", cwd=folder)
-    assert result.returncode == 0, result.stdout[-3000:]
-    jobs = planned(result)
+    jobs = plan_with_placeholder_data(copy_workflow(tmp_path), "config/synfeatures.yaml")
     assert jobs["check_features"] == 2 and jobs["linear"] == 8 and "frames" not in jobs
     assert jobs["train"] == 4 * (5 + 2) + 4  # Table 1 and depths 1, 2 on one pair, the look-ahead runs of Tables 3-4
 
 
 def test_the_mstcn_config_plans_without_any_video(tmp_path):
-    folder = copy_workflow(tmp_path)
-    placeholder_data(folder, "config/mstcn.yaml")
-    result = snakemake("-n", "--cores", "1", "--configfile", "config/mstcn.yaml", cwd=folder)
-    assert result.returncode == 0, result.stdout[-3000:]
-    jobs = planned(result)
+    jobs = plan_with_placeholder_data(copy_workflow(tmp_path), "config/mstcn.yaml")
     assert not {"synthetic_data", "frames", "finetune", "extract"} & set(jobs)
     assert jobs["check_features"] == 3 and jobs["linear"] == 12
     # Table 1-2 runs and the look-ahead runs of breakfast_i3d+50salads_i3d, Table 3's and 4's pair; the rest
