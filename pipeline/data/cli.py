@@ -9,10 +9,18 @@ import sys
 from pathlib import Path
 
 
-def _dataset_arguments(parser: argparse.ArgumentParser) -> None:
+def dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    """--dataset and --name: the dataset a step reads (here, and the frame classifier's steps)."""
     parser.add_argument("--dataset", required=True,
                         help="dataset spec: inline JSON, or a JSON/YAML file (with --name to pick one of several)")
     parser.add_argument("--name", help="which dataset of the spec file")
+
+
+def dataset_from(args):
+    """The dataset named by the options of `dataset_arguments`, read."""
+    from .readers import load_dataset, read_spec
+
+    return load_dataset(read_spec(args.dataset, args.name))
 
 
 def _tolerance_arguments(parser: argparse.ArgumentParser, what: str) -> None:
@@ -83,13 +91,12 @@ def _parse_size(text: str | None):
 
 def frames_main(argv=None) -> int:
     from .frames import store_dataset
-    from .readers import load_dataset, read_spec
 
     parser = argparse.ArgumentParser(
         prog="python -m pipeline frames",
         description="Decode every video of a dataset into frame stores aligned with its labels "
                     "(see the module docstring of pipeline.data.frames for the mismatch policy).")
-    _dataset_arguments(parser)
+    dataset_arguments(parser)
     parser.add_argument("--output-dir", required=True, help="folder for the frame stores (<video>.<store>)")
     parser.add_argument("--store", choices=["npy", "h5"], default="npy",
                         help="npy: raw uint8, fastest reads; h5: one JPEG per frame, ~10x smaller")
@@ -98,8 +105,7 @@ def frames_main(argv=None) -> int:
     _tolerance_arguments(parser, "a video")
     parser.add_argument("--report", help="CSV of decoded vs label counts per video (default: <output-dir>/report.csv)")
     args = parser.parse_args(argv)
-    dataset = load_dataset(read_spec(args.dataset, args.name))
-    store_dataset(dataset, args.output_dir, args.store, fps=args.fps, size=_parse_size(args.size),
+    store_dataset(dataset_from(args), args.output_dir, args.store, fps=args.fps, size=_parse_size(args.size),
                   tolerance_frames=args.tolerance_frames, tolerance_fraction=args.tolerance_fraction,
                   report_path=args.report or Path(args.output_dir) / "report.csv")
     return 0
@@ -107,7 +113,7 @@ def frames_main(argv=None) -> int:
 
 def feature_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of a step that reads a dataset's precomputed features (here and `linear`)."""
-    _dataset_arguments(parser)
+    dataset_arguments(parser)
     parser.add_argument("--fps", type=float, help="resample features and labels to this rate (default: the labels' rate)")
     _tolerance_arguments(parser, "an array")
 
@@ -115,9 +121,8 @@ def feature_arguments(parser: argparse.ArgumentParser) -> None:
 def feature_source(args):
     """(dataset, FeatureSource) from the options of `feature_arguments`."""
     from .precomputed import FeatureSource
-    from .readers import load_dataset, read_spec
 
-    dataset = load_dataset(read_spec(args.dataset, args.name))
+    dataset = dataset_from(args)
     return dataset, FeatureSource(dataset, args.fps, args.tolerance_frames, args.tolerance_fraction)
 
 

@@ -7,14 +7,12 @@ import argparse
 import json
 from pathlib import Path
 
-from ..data.cli import feature_arguments, feature_source
+from ..data.cli import dataset_arguments, dataset_from, feature_arguments, feature_source
 from ..options import add_options, add_restart_option, config_from
 
 
-def _dataset_arguments(parser):
-    parser.add_argument("--dataset", required=True,
-                        help="dataset spec: inline JSON, or a JSON/YAML file (with --name to pick one of several)")
-    parser.add_argument("--name", help="which dataset of the spec file")
+def _split_arguments(parser):
+    dataset_arguments(parser)
     parser.add_argument("--split", type=int, required=True, help="split number, from 1")
     parser.add_argument("--frames", required=True, help="folder of the dataset's frame stores")
     parser.add_argument("--store", choices=["npy", "h5"], default="npy", help="frame store format")
@@ -22,12 +20,9 @@ def _dataset_arguments(parser):
 
 
 def _split_frames(args):
-    from ..data.readers import load_dataset, read_spec
     from .frame_batches import SplitFrames
 
-    dataset = load_dataset(read_spec(args.dataset, args.name))
-    return SplitFrames(dataset, args.split, args.frames, args.store, args.fps)
-
+    return SplitFrames(dataset_from(args), args.split, args.frames, args.store, args.fps)
 
 
 def finetune_main(argv=None) -> int:
@@ -36,7 +31,7 @@ def finetune_main(argv=None) -> int:
                                                  "resumes from <output-dir>/checkpoint.pt if present.")
     from .finetune import FinetuneConfig
 
-    _dataset_arguments(parser)
+    _split_arguments(parser)
     parser.add_argument("--output-dir", required=True, help="folder for model.pt, checkpoint.pt, metrics.csv")
     add_options(parser, FinetuneConfig)
     add_restart_option(parser)
@@ -52,7 +47,7 @@ def extract_main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline extract",
                                      description="Write the logits of every frame of a split (train and test videos) "
                                                  "to one HDF5 file (layout: pipeline/features/logits.py).")
-    _dataset_arguments(parser)
+    _split_arguments(parser)
     parser.add_argument("--model", required=True, help="model.pt written by `python -m pipeline finetune`")
     parser.add_argument("--output", required=True, help="HDF5 file to write")
     parser.add_argument("--batch-size", type=int, default=64, help="frames per forward pass (default: 64)")
