@@ -71,8 +71,7 @@ def evaluate(model: SequenceClassifier, layout: Layout, config: RecurrentConfig,
     With a `sampler` and `config.population_batches`, the population statistics are recomputed first
     (from batches past the last training iteration, so the same at every call)."""
     if sampler is not None and config.population_batches and config.model != "lstm":
-        total = config.iterations * (2 if config.protocol == "pretrain_finetune" else 1)
-        recompute_population_statistics(model, sampler, config.population_batches, total, device)
+        recompute_population_statistics(model, sampler, config.population_batches, config.total_iterations, device)
     was_training = model.training
     model.eval()
     results = {}

@@ -112,6 +112,11 @@ class RecurrentConfig:
     def lookahead_frames(self) -> int:
         return self.history // 2 if self.lookahead else 0
 
+    @property
+    def total_iterations(self) -> int:
+        """Training steps of the whole run: `iterations` per phase, two phases for pretrain_finetune."""
+        return self.iterations * (2 if self.protocol == "pretrain_finetune" else 1)
+
 
 class SequenceClassifier(nn.Module):
     """A recurrent stack and a linear classifier over its every output."""
@@ -236,7 +241,7 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     num_domains = 1 if config.protocol == "single" else 2
     model = SequenceClassifier(config.model, layout.input_size, layout.num_labels, config, num_domains).to(device)
     optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    # what a checkpoint must agree with to be continued: not the runtime matters
+    # what a checkpoint must agree with to be continued: every option but those of the runtime
     fingerprint = {k: v for k, v in asdict(config).items() if k not in ("device", "eval_batch", "cuda_graphs")}
     fingerprint["data"] = [f"{s.dataset} split {s.split}" for s in splits]
     description = f"{config.protocol} {config.model} x{config.layers} on {' + '.join(s.dataset for s in splits)}"
@@ -244,7 +249,7 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     trainer.resume(restart_on_change)
     write_text(output_dir / "config.json", json.dumps({**asdict(config), "datasets": fingerprint["data"]}, indent=2))
     sampler = WindowSampler(layout, config)
-    total = config.iterations * (2 if config.protocol == "pretrain_finetune" else 1)
+    total = config.total_iterations
 
     def train_step(x, mask, targets, sizes) -> torch.Tensor:
         """Forward, loss, backward, update: no host synchronisation, so a CUDA graph can hold it."""
