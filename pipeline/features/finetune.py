@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..device import select_device
-from ..io import save_torch, write_csv, write_text
+from ..io import save_torch, write_text
 from ..options import option
 from ..sgd import SGD
 from ..training.loop import Trainer
@@ -72,6 +72,11 @@ class FinetuneConfig:
 
 
 @torch.no_grad()
+
+def _epoch_sums() -> dict:
+    """The running sums of one epoch's training loss, correct frames, frames and seconds."""
+    return {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
+
 def evaluate(model, frames: SplitFrames, preprocess: Preprocess, device, stride: int, batch_size: int) -> float:
     """Frame accuracy on every `stride`-th test frame."""
     model.eval()
@@ -137,7 +142,7 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        sums = trainer.extra.setdefault("sums", {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0})
+        sums = trainer.extra.setdefault("sums", _epoch_sums())
         sums["loss"] += loss.item() * len(labels)
         sums["correct"] += int((logits.argmax(1) == targets).sum())
         sums["frames"] += len(labels)
@@ -150,21 +155,19 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
                    "seconds": round(sums["seconds"], 2)}
             trainer.log("metrics", row)
             log.info("epoch %d: %s", epoch + 1, row)
-            write_csv(trainer.logs["metrics"], output_dir / "metrics.csv")
-            trainer.extra["sums"] = {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
+            trainer.extra["sums"] = _epoch_sums()  # metrics.csv is written with the epoch's checkpoint
         return loss.item()
 
     trainer.run(total_steps, step, on_step, log_every=max(1, min(50, steps_per_epoch)),
                 checkpoint_also=lambda done: done % steps_per_epoch == 0)
+    # Writes metrics.csv too, also when a finished run is restarted (its outputs deleted, its
+    # checkpoint kept): the metrics come back from the checkpoint.
     trainer.save()
-    # Also when a finished run is restarted (its outputs deleted, its checkpoint kept): the metrics
-    # come back from the checkpoint.
-    write_csv(trainer.logs["metrics"], output_dir / "metrics.csv")
     model_path = output_dir / "model.pt"
     save_torch({"model": model.state_dict(), "backbone": config.backbone,
-                        "backbone_args": config.backbone_args, "input_size": config.input_size,
-                        "class_names": frames.class_names, "dataset": frames.dataset.name, "split": frames.split,
-                        "fps": frames.dataset.fps, "config": asdict(config)}, model_path)
+                "backbone_args": config.backbone_args, "input_size": config.input_size,
+                "class_names": frames.class_names, "dataset": frames.dataset.name, "split": frames.split,
+                "fps": frames.dataset.fps, "config": asdict(config)}, model_path)
     return model_path
 
 
