@@ -44,6 +44,7 @@ from .stepnorm import (
     StepStats,
     StepWeights,
     alpha_gradient,
+    real_mean,
     step_norm_backward,
     step_norm_forward,
 )
@@ -94,7 +95,7 @@ class FusedRecurrentLayer(torch.autograd.Function):
             # Batch normalisation ignores a constant shift of its input, so x is centred first:
             # the same function, but moments of well-centred values, which E[a^2] - E[a]^2 needs
             # in float32 (inputs such as CNN logits can sit far from zero).
-            centre = _real_mean(x_tm, mask_f)
+            centre = real_mean(x_tm, mask_f)
             x_tm = x_tm - centre
             shift_x = w_ih @ centre  # added back to the x-side means for the population statistics
             # per step [W_x x_t | W_h h_{t-1} | their squares]: one product gives all moments
@@ -325,14 +326,6 @@ def _g_rows(hidden: int, like: torch.Tensor) -> torch.Tensor:
     factors = like.new_ones(4 * hidden)
     factors[3 * hidden:] = 2
     return factors
-
-
-def _real_mean(x_tm: torch.Tensor, mask_f: torch.Tensor | None) -> torch.Tensor:
-    """Per-feature mean of x (T, N, I) over its real (unpadded) frames, shape (I,)."""
-    if mask_f is None:
-        return x_tm.mean((0, 1))
-    weights = mask_f.unsqueeze(-1)
-    return (x_tm * weights).sum((0, 1)) / weights.sum().clamp_min(1)
 
 
 def _carry_masked(h_prev: torch.Tensor, mask_tm: torch.Tensor) -> None:

@@ -9,7 +9,8 @@ domain i's statistics, their gradients flow back through the weighted means and 
 with the weights' derivatives (extra rows of the same product) they give alpha's gradient
 (`alpha_gradient`).
 
-Used by `fused.FusedRecurrentLayer`; the readable version of the same maths is `ddbn.DDBN`.
+Used by both kernels (`fused.FusedRecurrentLayer`, `native.NativeRecurrentLayer`); the readable
+version of the same maths is `ddbn.DDBN`.
 """
 
 from __future__ import annotations
@@ -187,3 +188,12 @@ def alpha_gradient(moments, var, direction_sums, coef, grad_mean, owners, d):
     owned = torch.stack([const[:, owner] for owner in owners], 1)  # (T, e)
     const_part = (owned * direction_sums).sum(0) if direction_sums.dim() == 2 else owned.sum(0) * direction_sums
     return along - const_part
+
+
+def real_mean(x_tm: torch.Tensor, mask_f: torch.Tensor | None) -> torch.Tensor:
+    """Per-feature mean of x (T, N, I) over its real (unpadded) frames, shape (I,): the kernels centre
+    their input by it (batch normalisation ignores the shift; E[a^2] - E[a]^2 needs centred values)."""
+    if mask_f is None:
+        return x_tm.mean((0, 1))
+    weights = mask_f.unsqueeze(-1)
+    return (x_tm * weights).sum((0, 1)) / weights.sum().clamp_min(1)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ..stepnorm import NormSpec, StepWeights, alpha_gradient
+from ..stepnorm import NormSpec, StepWeights, alpha_gradient, real_mean
 from ..workspace import POOL
 
 log = logging.getLogger(__name__)
@@ -126,8 +126,7 @@ class NativeRecurrentLayer(torch.autograd.Function):
             weights_xh = w_x.products()
             weights_c = StepWeights(x.new_ones(1, N), mask_f).products()
             # batch normalisation ignores a constant shift: centre x first, for accurate E[a^2] - E[a]^2
-            centre = x_tm.mean((0, 1)) if mask_f is None else \
-                (x_tm * mask_f.unsqueeze(-1)).sum((0, 1)) / mask_f.sum().clamp_min(1)
+            centre = real_mean(x_tm, mask_f)
             x_tm = x_tm - centre
             acts = POOL.take((T, N, 4 * G), x)
             torch.mm(x_tm.view(T * N, I), w_ih.t(), out=acts.view(T * N, 4 * G)[:, :G])
