@@ -148,15 +148,9 @@ def read_curves(folder: Path, metric: str = "accuracy") -> dict:
 
 def frame_classifier_accuracy(data: Path) -> dict:
     """{dataset: pooled test frame accuracy %} of the frame classifier alone (Table 1's "None")."""
+    from pipeline.features.logits import frame_accuracy
 
-    from pipeline.training.sequences import load_split
-
-    scores = {}
-    for dataset in DATASETS:
-        test = load_split(data / f"{dataset}_logits.h5").subset("test")
-        right = sum(int((s.logits.argmax(1) == s.labels).sum()) for s in test)
-        scores[dataset] = 100.0 * right / sum(len(s.labels) for s in test)
-    return scores
+    return {dataset: 100.0 * frame_accuracy(data / f"{dataset}_logits.h5")["frame_accuracy"] for dataset in DATASETS}
 
 
 def report(runs: Path, output: Path, data: Path | None = None) -> None:
