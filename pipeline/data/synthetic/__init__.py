@@ -7,8 +7,8 @@ annotations in the native format of the dataset each stands for (`formats.py`), 
 exercises the real readers and the real decoder. The videos are MPEG-4 Part 2 from FFmpeg's own
 encoder, not H.264: the libx264 that PyAV bundles wrote other bytes for the same frames depending on
 what the process had done before (even on one thread), and every frame, logit and table downstream
-followed; FFmpeg's encoder gives the same bytes whatever the process, machine or scheduler. Each has several participants, so
-leave-person-out splits exist. Everything is deterministic given the seed.
+followed; FFmpeg's encoder gives the same bytes whatever the process, machine or scheduler. Each
+has several participants, so leave-person-out splits exist. Everything is deterministic given the seed.
 
     python -m pipeline synthetic --output resources/synthetic --seed 0
 """
