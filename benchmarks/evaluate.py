@@ -17,8 +17,9 @@ import time
 import numpy as np
 import torch
 
+from pipeline.training.classifier import SequenceClassifier
+from pipeline.training.config import RecurrentConfig
 from pipeline.training.evaluation import predict_video
-from pipeline.training.recurrent import RecurrentConfig, SequenceClassifier
 from pipeline.training.windows import gather_windows
 
 

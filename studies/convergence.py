@@ -239,7 +239,9 @@ def _load_run(data: Path, folder: Path, changes: dict):
     """A finished run's model, layout and configuration (with `changes` applied to the latter)."""
     import torch
 
-    from pipeline.training.recurrent import Layout, RecurrentConfig, SequenceClassifier
+    from pipeline.training.classifier import SequenceClassifier
+    from pipeline.training.config import RecurrentConfig
+    from pipeline.training.inputs import Layout
     from pipeline.training.sequences import load_split
 
     saved = json.loads((folder / "config.json").read_text())
@@ -258,7 +260,7 @@ def reevaluate(data: Path, runs: Path, names: list[str], changes: dict, recomput
     import torch
 
     from pipeline.training.evaluation import evaluate, recompute_population_statistics
-    from pipeline.training.recurrent import WindowSampler
+    from pipeline.training.inputs import WindowSampler
 
     torch.set_num_threads(1)
     for name in names:

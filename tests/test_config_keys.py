@@ -13,7 +13,7 @@ import yaml
 from pipeline.features.finetune import FinetuneConfig
 from pipeline.features.linear import LinearConfig
 from pipeline.training.boundary import BoundaryConfig
-from pipeline.training.recurrent import RecurrentConfig
+from pipeline.training.config import RecurrentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())

@@ -1,6 +1,7 @@
 """The recurrent stage: windows, the boundary LSTM's loss, every protocol, exact resume, and online
 evaluation against a frame-by-frame loop."""
 
+import json
 import math
 from dataclasses import replace
 
@@ -9,7 +10,8 @@ import pytest
 import torch
 
 from pipeline.features.logits import LogitsWriter
-from pipeline.sgd import SGD
+from pipeline.optim import SGD
+from pipeline.trainer import Trainer
 from pipeline.training.boundary import (
     BoundaryConfig,
     boundary_distances,
@@ -21,16 +23,12 @@ from pipeline.training.boundary import (
     train_boundary,
     write_with_boundary,
 )
+from pipeline.training.classifier import SequenceClassifier, frame_loss
+from pipeline.training.config import RecurrentConfig
 from pipeline.training.evaluation import predict_video, recompute_population_statistics
 from pipeline.training.graphs import GraphedStep
-from pipeline.training.loop import Trainer
-from pipeline.training.recurrent import (
-    Layout,
-    RecurrentConfig,
-    SequenceClassifier,
-    WindowSampler,
-    train_recurrent,
-)
+from pipeline.training.inputs import Layout, WindowSampler
+from pipeline.training.recurrent import train_recurrent
 from pipeline.training.sequences import load_split
 from pipeline.training.windows import IGNORE, gather_windows, window_index, window_targets
 
@@ -99,6 +97,51 @@ def test_boundary_lstm_learns_and_writes_its_output(tmp_path):
     inputs = load_split(output)
     assert inputs.has_boundary and all(s.boundary.shape == (len(s.labels), 2) for s in inputs.sequences)
     assert all((s.boundary[:, 1] > 0).all() for s in inputs.sequences)  # standard deviations
+
+
+def test_window_summed_loss_is_history_times_the_frame_mean_with_its_gradient():
+    torch.manual_seed(0)
+    batch, history, labels = 4, 10, 6
+    logits = torch.randn(batch, history, labels, requires_grad=True)
+    targets = torch.randint(0, labels, (batch, history))
+    frames = frame_loss(logits, targets, "frames")
+    (grad_frames,) = torch.autograd.grad(frames, logits)
+    windows = frame_loss(logits, targets, "windows")
+    (grad_windows,) = torch.autograd.grad(windows, logits)
+    # every frame scored: the window sum averaged over windows is `history` times the frame mean
+    torch.testing.assert_close(windows, frames * history)
+    torch.testing.assert_close(grad_windows, grad_frames * history)
+    # by hand: each window's frames summed, then the mean over windows
+    by_hand = torch.stack([torch.nn.functional.cross_entropy(logits[b], targets[b], reduction="sum")
+                           for b in range(batch)]).mean()
+    torch.testing.assert_close(windows, by_hand)
+    # ignored frames count in neither: with padding the ratio is scored frames per window, not history
+    targets[0, :4] = IGNORE
+    ratio = frame_loss(logits, targets, "windows") / frame_loss(logits, targets, "frames")
+    assert ratio.item() == pytest.approx((batch * history - 4) / batch)
+
+
+def test_adam_and_window_loss_readings_train_and_are_recorded(pair, tmp_path):
+    results = train_recurrent(pair, config(model="lstm", optimizer="adam", momentum=0.0, lr=0.01,
+                                           loss_reduction="windows", iterations=40), tmp_path)
+    losses = [float(line.split(",")[1]) for line in (tmp_path / "train_log.csv").read_text().splitlines()[1:]]
+    assert losses[-1] < 0.8 * losses[0], losses
+    assert set(results) == {"alpha", "beta"}
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["optimizer"] == "adam" and saved["loss_reduction"] == "windows"
+    with pytest.raises(ValueError, match="momentum 0.9 is an SGD setting"):
+        train_recurrent(pair, config(optimizer="adam"), tmp_path / "bad")
+
+
+def test_alpha_learning_rate_scale_is_the_alphas_own_group(pair, tmp_path):
+    # plain SGD without momentum from the same initial state: the alphas move by scale times the step
+    moves = {}
+    for scale in (1.0, 0.1):
+        train_recurrent(pair, config(iterations=1, momentum=0.0, alpha_lr_scale=scale, log_every=1), tmp_path / str(scale))
+        rows = (tmp_path / str(scale) / "alphas.csv").read_text().splitlines()[1:]
+        moves[scale] = np.array([float(v) for row in rows for v in row.split(",")[2:]]) - 0.75
+    assert np.abs(moves[1.0]).max() > 0
+    np.testing.assert_allclose(moves[0.1], 0.1 * moves[1.0], rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("model", ["lstm", "bnlstm", "ddlstm"])

@@ -2,7 +2,7 @@
 
 Single frames with their frame-wise labels, cross-entropy, SGD with momentum and a cosine learning
 rate over all steps, run by the training loop every step of the pipeline shares
-(`pipeline.training.loop.Trainer`). Resumable exactly: every step's frames, crops and dropout are
+(`pipeline.trainer.Trainer`). Resumable exactly: every step's frames, crops and dropout are
 functions of (seed, epoch, step) alone, and `checkpoint.pt` (model, optimiser, position, metrics so
 far, the epoch's running sums) is written every `checkpoint_every` steps and at every epoch's end,
 so a killed run restarted with the same configuration continues to the same weights. Outputs in
@@ -31,9 +31,9 @@ import torch.nn.functional as F
 
 from ..device import select_device
 from ..io import save_torch, write_text
+from ..optim import SGD
 from ..options import option
-from ..sgd import SGD
-from ..training.loop import Trainer
+from ..trainer import Trainer
 from .backbone import create_backbone
 from .frame_batches import Preprocess, SplitFrames
 

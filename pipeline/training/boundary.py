@@ -33,9 +33,9 @@ from ..data.dataset import natural_key
 from ..device import select_device
 from ..features.logits import Logits, LogitsWriter
 from ..models import create_model
+from ..optim import SGD
 from ..options import option
-from ..sgd import SGD
-from .loop import Trainer
+from ..trainer import Trainer
 from .sequences import SplitSequences
 from .windows import gather_windows, sample_ends, stack_by_video, window_index
 

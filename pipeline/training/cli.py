@@ -7,7 +7,8 @@ import json
 
 from ..options import add_options, add_restart_option, config_from
 from .boundary import BoundaryConfig, boundary_predictions, write_with_boundary
-from .recurrent import RecurrentConfig, train_recurrent
+from .config import RecurrentConfig
+from .recurrent import train_recurrent
 from .sequences import load_split
 
 

@@ -6,17 +6,15 @@ conventions of which segments count (`pipeline.evaluation.metrics`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
 from ..evaluation.metrics import mstcn_background, pool, score_video
 from ..models import DDBN
+from .classifier import SequenceClassifier
+from .config import RecurrentConfig
+from .inputs import Layout, WindowSampler
 from .windows import gather_windows
-
-if TYPE_CHECKING:
-    from .recurrent import Layout, RecurrentConfig, SequenceClassifier, WindowSampler
 
 FOREIGN = -1  # the prediction stored for a frame classified as one of the other dataset's labels
 

@@ -335,7 +335,25 @@ def readings():
             if folds > 1
             else "boundary features in-sample"
         )
-        + f" (boundary folds: {folds})"
+        + f" (boundary folds: {folds}), "
+        + f"{schedule()}"
+    )
+
+
+def schedule():
+    """The recurrent models' optimiser and loss, in words (for the captions)."""
+    optimizer = (
+        f"SGD at lr {REC['lr']}" + (f" with momentum {REC['momentum']}" if REC.get("momentum") else "")
+        if REC["optimizer"] == "sgd"
+        else f"Adam at lr {REC['lr']}"
+    )
+    reduction = {
+        "frames": "the loss averaged over frames",
+        "windows": "the loss summed over each window's frames",
+    }[REC["loss_reduction"]]
+    return (
+        f"{optimizer} (optimizer: {REC['optimizer']}), {reduction} "
+        f"(loss_reduction: {REC['loss_reduction']}), {REC['iterations']} iterations"
     )
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ..io import save_torch, write_csv
-from ..progress import progress_bar
+from .io import save_torch, write_csv
+from .progress import progress_bar
 
 log = logging.getLogger(__name__)
 

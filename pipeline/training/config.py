@@ -1,0 +1,117 @@
+"""What one recurrent run is: the protocol, the model, the schedule and every reading of the paper,
+as one dataclass whose fields are the `train` command's options (docs/method.md §5-7).
+
+The readings where the paper is terse (docs/method.md §7 and README "Readings of the paper"):
+
+- `eval_labels`: a test frame is classified by the argmax over the whole concatenated vector
+  ("all": a label of the other dataset counts as wrong; the only reading under which the paper's
+  pre-train / fine-tune rows can collapse to 0) or over its own dataset's block ("own").
+- `input_layout`: dataset i's standardised logits fill its own block of the input vector, zeros
+  elsewhere ("blocks"), or every dataset's fill the same leading columns ("shared").
+- `short_windows`: where the frames of a window shorter than the history sit (`windows.py`).
+- `population_batches`: the statistics evaluation normalises with (`evaluation.py`).
+- `loss_reduction`: the cross-entropy averaged over every scored frame of the batch ("frames"), or
+  summed over each window's frames and averaged over windows ("windows", the sequence loss of much
+  2019 code: its gradient is about `history` times the frame mean's, so the same learning rate
+  takes steps that much larger).
+- `optimizer`: plain SGD (with `momentum`) or Adam, at `lr`: "a learning rate of 0.01" names no
+  optimiser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..optim import OPTIMIZERS
+from ..options import option
+from .windows import ALIGNMENTS
+
+PROTOCOLS = ("single", "joint", "pretrain_finetune")
+MODELS = ("lstm", "bnlstm", "ddlstm")
+EVAL_LABELS = ("all", "own")
+INPUT_LAYOUTS = ("blocks", "shared")
+LOSS_REDUCTIONS = ("frames", "windows")
+
+
+@dataclass
+class RecurrentConfig:
+    protocol: str = option(
+        "joint",
+        "single, joint or pretrain_finetune (pre-trains on the first --inputs file)", choices=PROTOCOLS)
+    model: str = option("ddlstm", "lstm, bnlstm or ddlstm", choices=MODELS)
+    layers: int = option(3, "recurrent layers (1..10)")
+    hidden: int = option(128, "units per layer")
+    history: int = option(200, "window length in frames")
+    lookahead: bool = option(
+        False,
+        "windows also hold history // 2 future frames (the paper's look-ahead tables)")
+    eval_labels: str = option(
+        "all",
+        "all: a test frame takes the argmax over every dataset's labels (another dataset's counts as "
+        "wrong); own: the argmax over its own dataset's labels", choices=EVAL_LABELS)
+    input_layout: str = option(
+        "blocks",
+        "blocks: each dataset's logits in input columns of its own; shared: in the same columns, zero-"
+        "padded to the larger", choices=INPUT_LAYOUTS)
+    short_windows: str = option(
+        "end",
+        "end: a window shorter than the history sits at the last timesteps after padding; start: from "
+        "timestep 0, padding after it", choices=ALIGNMENTS)
+    batch_size: int = option(128, "windows per step, both datasets together when joint")
+    domain_share: float = option(0.5, "joint: fraction of each batch from the first dataset")
+    iterations: int = option(50_000, "training steps (per phase for pretrain_finetune)")
+    optimizer: str = option(
+        "sgd",
+        "sgd (with --momentum) or adam (betas 0.9, 0.999); the paper names neither", choices=OPTIMIZERS)
+    lr: float = option(0.01, "learning rate")
+    momentum: float = option(0.0, "SGD momentum (the paper gives none: 0); must be 0 with adam")
+    loss_reduction: str = option(
+        "frames",
+        "frames: cross-entropy averaged over every scored frame of the batch; windows: summed over each "
+        "window's frames, averaged over windows (gradients ~history times larger)", choices=LOSS_REDUCTIONS)
+    alpha_init: float = option(0.75, "initial value of every DDLSTM alpha")
+    alpha_lr_scale: float = option(1.0, "the alphas' learning rate is lr times this")
+    learnable_affine: bool = option(
+        False,
+        "learn the BNs' gamma and beta (the paper fixes them at 0.1 and 0)")
+    clip_grad_norm: float = option(0.0, "gradient norm limit (0: none, as in the paper)")
+    checkpoint_every: int = option(1000, "steps between checkpoints")
+    log_every: int = option(100, "steps between rows of train_log.csv and alphas.csv")
+    eval_every: int = option(
+        0,
+        "steps between evaluations on the test videos during training (0: only at the end)")
+    population_batches: int = option(
+        50,
+        "before each evaluation, the BN models' population statistics are the average over this many training "
+        "batches of the current weights (0: the running averages training kept)")
+    eval_batch: int = option(512, "windows per forward pass in evaluation")
+    cuda_graphs: bool = option(
+        True, "on CUDA, replay each training step as a captured CUDA graph (no effect on the CPU)")
+    seed: int = option(0, "random seed: the same seed and configuration give the same model and metrics")
+    device: str = option("auto", "'auto' (CUDA when present), 'cpu', 'cuda', ...")
+
+    @property
+    def lookahead_frames(self) -> int:
+        return self.history // 2 if self.lookahead else 0
+
+    @property
+    def total_iterations(self) -> int:
+        """Training steps of the whole run: `iterations` per phase, two phases for pretrain_finetune."""
+        return self.iterations * (2 if self.protocol == "pretrain_finetune" else 1)
+
+    def check(self, datasets: int) -> None:
+        """The run's options against each other and against the number of datasets it trains on."""
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, not {self.protocol!r}")
+        wanted = 1 if self.protocol == "single" else 2
+        if datasets != wanted:
+            raise ValueError(f"protocol {self.protocol!r} takes {wanted} dataset(s), got {datasets}")
+        if not 0 < self.domain_share < 1 and self.protocol == "joint":
+            raise ValueError(f"domain_share must lie in (0, 1), got {self.domain_share}")
+        for name, allowed in (("eval_labels", EVAL_LABELS), ("input_layout", INPUT_LAYOUTS),
+                              ("short_windows", ALIGNMENTS), ("loss_reduction", LOSS_REDUCTIONS),
+                              ("optimizer", OPTIMIZERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        if self.optimizer == "adam" and self.momentum:
+            raise ValueError(f"momentum {self.momentum} is an SGD setting; set momentum 0 with optimizer adam")
