@@ -1,6 +1,12 @@
-"""Command line of the pipeline: `python -m pipeline <step> [options]`, one step per call, as the
-workflow's rules make them. `python -m pipeline <step> --help` explains a step's options."""
+"""Command line of the pipeline: `python -m pipeline <step> [options]` (or `ddlstm <step>`), one step per
+call, as the workflow's rules make them. `python -m pipeline <step> --help` explains a step's options.
 
+A step that fails prints one line, `error: <file>: <what is wrong>`, and exits with status 1 (2 for
+bad options, as argparse does); the Python traceback only with `--debug` (anywhere on the command
+line) or `DDLSTM_DEBUG=1`. The workflow's rules send this to their log, so the log ends with the line.
+"""
+
+import os
 import sys
 
 STEPS = {
@@ -16,16 +22,38 @@ STEPS = {
     "none-row": ("pipeline.features.cli:none_row_main", "frame accuracy of the logits alone on the test videos"),
     "boundary": ("pipeline.training.cli:boundary_main", "train the boundary LSTM; add its output to the logits"),
     "train": ("pipeline.training.cli:train_main", "train and evaluate a recurrent model under one protocol"),
-    "tables": ("pipeline.reporting.cli:tables_main", "Tables 1 and 2 and the segmentation table"),
+    "tables": ("pipeline.reporting.cli:tables_main",
+               "Tables 1-5 (those configured) and the segmentation table"),
     "figures": ("pipeline.reporting.cli:figures_main", "Figs. 5, 6 and 7"),
 }
 
 
+def usage() -> str:
+    width = max(len(name) for name in STEPS)
+    lines = [f"  {name:<{width}}  {summary}" for name, (_, summary) in STEPS.items()]
+    return ("usage: python -m pipeline <step> [options]   (--debug: a failure's traceback too)\n\nsteps:\n"
+            + "\n".join(lines))
+
+
+def error_line(error: BaseException) -> str:
+    """One line for the user: the message (which names the file where the pipeline raised it), the file
+    of an OS error where the message lacks it, and the kind of error where the message is bare."""
+    message = " ".join(str(error).split()) if str(error).strip() else ""
+    if isinstance(error, OSError) and error.filename and error.strerror:  # "[Errno 2] ...: 'x'" made plain
+        message = f"{error.filename}: {error.strerror}"
+    if isinstance(error, KeyError) or not message:
+        message = f"{type(error).__name__}: {message or 'no message'}"
+    return f"error: {message}"
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get("DDLSTM_DEBUG", "") not in ("", "0")
+    argv = [arg for arg in argv if arg != "--debug"]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in STEPS:
-        lines = [f"  {name:<10} {summary}" for name, (_, summary) in STEPS.items()]
-        print("usage: python -m pipeline <step> [options]\n\nsteps:\n" + "\n".join(lines))
+        print(usage())
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nerror: unknown step {argv[0]!r}", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib
     import logging
@@ -34,7 +62,16 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         stream=sys.stderr)
     module, _, function = STEPS[argv[0]][0].partition(":")
-    return getattr(importlib.import_module(module), function or "main")(argv[1:])
+    try:
+        return getattr(importlib.import_module(module), function or "main")(argv[1:])
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the one place every failure becomes one line
+        if debug:
+            raise
+        print(error_line(error), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -167,6 +167,12 @@ def test_video_index_knows_breakfast_folder_names(tmp_path):
     (lambda r: write(r / "mapping.txt", ""), AnnotationError, r"mapping\.txt: no classes"),
     (lambda r: (r / "mapping.txt").unlink(), FileNotFoundError, r"mapping file .*mapping\.txt does not exist"),
     (lambda r: [p.unlink() for p in (r / "groundTruth").iterdir()], FileNotFoundError, r"no ground-truth files .*groundTruth"),
+    (lambda r: write(r / "mapping.txt", "0 SIL\n1 take\n2 take\n"), AnnotationError,
+     r"mapping\.txt:3: class name 'take' repeats \(first at line 2\)"),
+    (lambda r: (r / "mapping.txt").write_bytes("0 SIL\n1 take\n2 café\n".encode("latin-1")), AnnotationError,
+     r"mapping\.txt:3: is not utf-8 text \(byte 0xe9 does not decode\); save the file as UTF-8"),
+    (lambda r: (r / "groundTruth" / "P02_tea.txt").write_bytes("SIL\ntake\n".encode("utf-16-le")), AnnotationError,
+     r"P02_tea\.txt:1: holds NUL bytes: UTF-16 text without a byte-order mark"),
 ])
 def test_mstcn_bad_inputs(tmp_path, damage, error, message):
     root = mstcn_root(tmp_path)
@@ -175,10 +181,33 @@ def test_mstcn_bad_inputs(tmp_path, damage, error, message):
         load_dataset({"name": "toy", "format": "mstcn", "annotations": str(root), "fps": 15})
 
 
+def test_text_files_in_utf16_or_with_a_utf8_mark_are_read(tmp_path):
+    # what Windows editors write: a byte-order mark first, or UTF-16 with its mark
+    root = mstcn_root(tmp_path)
+    (root / "mapping.txt").write_bytes(b"\xef\xbb\xbf" + b"0 SIL\n1 take\n2 pour\n")
+    (root / "groundTruth" / "P02_tea.txt").write_bytes("\ufeffSIL\ntake\n".encode("utf-8"))
+    (root / "groundTruth" / "P03_tea.txt").write_bytes("SIL\r\npour\r\n".encode("utf-16"))
+    dataset = load_dataset({"name": "toy", "format": "mstcn", "annotations": str(root), "fps": 15})
+    assert dataset.class_names == ["SIL", "take", "pour"]
+    assert dataset.videos["P02_tea"].labels.tolist() == [0, 1]
+    assert dataset.videos["P03_tea"].labels.tolist() == [0, 2]
+
+
+def test_a_repeated_class_or_shared_video_is_named_by_the_dataset_check():
+    from pipeline.data.dataset import Dataset, Split, Video
+
+    videos = {name: Video(name, name, np.zeros(3, np.int64)) for name in ("a", "b")}
+    with pytest.raises(ValueError, match=r"class names repeat: \['x'\]"):
+        Dataset("toy", ["x", "y", "x"], videos, 15).validate()
+    with pytest.raises(ValueError, match=r"split 1: videos on both the train and test side: \['b'\]"):
+        Dataset("toy", ["x"], videos, 15, [Split(["a", "b"], ["b"])]).validate()
+
+
 @pytest.mark.parametrize("bundle, message", [
     ("P01_tea.txt\nP09_tea.txt\n", r"train\.split1\.bundle:2: video 'P09_tea' has no ground-truth file"),
     ("P01_tea.txt\nP01_tea.txt\n", r"train\.split1\.bundle:2: video 'P01_tea' is listed twice"),
     ("\n", r"train\.split1\.bundle: lists no video"),
+    ("P01_tea.txt\nP04_tea.txt\n", r"test\.split1\.bundle: video 'P04_tea' is also in .*train\.split1\.bundle"),
 ])
 def test_mstcn_bad_bundles_name_the_bundle_file(tmp_path, bundle, message):
     root = mstcn_root(tmp_path)

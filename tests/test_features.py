@@ -95,7 +95,7 @@ def test_killed_finetuning_resumes_to_the_same_weights(split_frames, tmp_path):
         finetune(split_frames, config(epochs=2), tmp_path / "killed", on_step=kill_after_step_5)
     assert not (tmp_path / "killed/model.pt").exists()
     finetune(split_frames, config(epochs=2), tmp_path / "killed")
-    whole, killed = (torch.load(tmp_path / name / "model.pt", weights_only=False)["model"] for name in ("whole", "killed"))
+    whole, killed = (torch.load(tmp_path / name / "model.pt", weights_only=True)["model"] for name in ("whole", "killed"))
     for key in whole:
         assert torch.equal(whole[key], killed[key]), key
 

@@ -99,6 +99,15 @@ def test_features_are_aligned_and_resampled_as_labels_are(tmp_path):
     (lambda f: np.save(f / "P02_tea.npy", np.array([[np.inf] * 40] * 6)), r"P02_tea\.npy: contains NaN or infinite"),
     (lambda f: (f / "P02_tea.npy").write_text("not an array"), r"P02_tea\.npy: not a readable \.npy array"),
     (lambda f: np.save(f / "P02_tea.npy", np.array([["a"] * 40] * 6)), r"P02_tea\.npy: expected real numbers"),
+    # finite on disk, infinite in the float32 the pipeline computes in
+    (lambda f: np.save(f / "P02_tea.npy", np.where(np.eye(6, 40) > 0, 1e300, 0.5)),
+     r"P02_tea\.npy: contains NaN or infinite values \(as float32"),
+    # an .npz archive under a .npy name
+    (lambda f: np.savez(f / "P02_tea.npy", features=np.zeros((6, 40))) or (f / "P02_tea.npy.npz").rename(f / "P02_tea.npy"),
+     r"P02_tea\.npy: an \.npz archive \(holding \['features'\]\), not a \.npy array"),
+    # one video of a huge constant would set every video's standardisation
+    (lambda f: np.save(f / "P02_tea.npy", np.full((6, 40), 2**62, np.int64)),
+     r"P02_tea\.npy: values of magnitude 4\.61e\+18 \(root mean square\), .* times the median"),
 ])
 def test_bad_feature_arrays_are_errors_naming_the_file(tmp_path, damage, message):
     root = mstcn_folder(tmp_path)
@@ -111,9 +120,64 @@ def test_every_bad_array_is_reported_at_once(tmp_path):
     root = mstcn_folder(tmp_path)
     np.save(root / "features" / "P02_tea.npy", np.full((6, 40), np.nan, np.float32))
     np.save(root / "features" / "P05_tea.npy", np.zeros((7, 40), np.float32))
-    with pytest.raises(FeatureError, match=r"2 feature arrays cannot be used:\n.*P02_tea.*\n.*P05_tea") as error:
+    np.savez(root / "features" / "P07_tea.npz", np.zeros((6, 40)))
+    (root / "features" / "P07_tea.npz").rename(root / "features" / "P07_tea.npy")
+    with pytest.raises(FeatureError, match=r"3 feature arrays cannot be used:\n.*P02_tea.*\n.*P05_tea.*\n.*P07_tea.*npz") \
+            as error:
         FeatureSource(load_dataset(spec(root))).check(progress=None)
     assert "P03_tea" not in str(error.value)
+
+
+def test_real_scale_differences_pass_the_magnitude_check(tmp_path):
+    # features of one extractor differ between videos in scale, but not by orders of magnitude
+    root = mstcn_folder(tmp_path)
+    for person, factor in ((2, 8.0), (5, 0.125)):
+        path = root / "features" / f"P0{person}_tea.npy"
+        np.save(path, np.load(path) * factor)
+    reports = FeatureSource(load_dataset(spec(root))).check(progress=None)
+    assert len(reports) == 8 and all(r.rms > 0 for r in reports)
+
+
+def test_linear_step_refuses_non_finite_and_extreme_features_naming_the_file(tmp_path):
+    # run on its own, without check-features first: every array it reads must still be usable
+    root = mstcn_folder(tmp_path / "data")
+    dataset = load_dataset(spec(root))
+    test_video = dataset.split(1).test[0]
+    values = np.load(root / "features" / f"{test_video}.npy")
+    values[2, 5] = np.inf
+    np.save(root / "features" / f"{test_video}.npy", values)
+    with pytest.raises(FeatureError, match=rf"{test_video}\.npy: contains NaN or infinite values"):
+        train_and_extract(dataset, 1, FeatureSource(dataset), LinearConfig(max_frames=100), tmp_path / "a.h5",
+                          tmp_path / "work")
+    assert not (tmp_path / "a.h5").exists()  # nothing half-written
+    mstcn_folder(tmp_path / "data2")
+    train_video = dataset.split(1).train[0]
+    np.save(tmp_path / "data2" / "features" / f"{train_video}.npy", np.full((6, 40), 1e30, np.float32))
+    dataset = load_dataset(spec(tmp_path / "data2"))
+    with pytest.raises(FeatureError, match=rf"{train_video}\.npy: values of magnitude 1e\+30"):
+        train_and_extract(dataset, 1, FeatureSource(dataset), LinearConfig(max_frames=100), tmp_path / "b.h5",
+                          tmp_path / "work2")
+
+
+def test_a_square_array_is_read_as_d_by_t_with_a_note_or_as_the_dataset_says(tmp_path, caplog):
+    root = mstcn_folder(tmp_path, dim=40, frames=40)  # T = D = 40: both orientations fit
+    square = np.load(root / "features" / "P01_tea.npy")
+    reports = {r.video: r for r in FeatureSource(load_dataset(spec(root))).check(progress=None)}
+    assert reports["P01_tea"].layout == "DxT"
+    assert "orientation ambiguous" in reports["P01_tea"].note and "feature_layout: TxD" in reports["P01_tea"].note
+    assert any("P01_tea.npy: orientation ambiguous" in record.getMessage() for record in caplog.records)
+    fixed = FeatureSource(load_dataset(spec(root, feature_layout="TxD")))
+    np.testing.assert_array_equal(fixed.read("P01_tea"), square)
+    np.testing.assert_array_equal(FeatureSource(load_dataset(spec(root))).read("P01_tea"), square.T)
+    assert fixed.check(progress=None)[0].note == ""  # fixed by the dataset: nothing ambiguous
+    with pytest.raises(ValueError, match="feature_layout must be one of"):
+        load_dataset(spec(root, feature_layout="TD"))
+
+
+def test_features_that_name_a_file_say_so(tmp_path):
+    root = mstcn_folder(tmp_path / "data")
+    with pytest.raises(FeatureError, match=r"P01_tea\.npy: dataset 'toy''s 'features' is a file; it must be the folder"):
+        load_dataset(spec(root, features=str(root / "features" / "P01_tea.npy")))
 
 
 def test_sampling_keeps_every_video_and_bounds_the_sample():

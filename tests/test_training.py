@@ -11,7 +11,7 @@ import torch
 
 from pipeline.features.logits import LogitsWriter
 from pipeline.optim import SGD
-from pipeline.trainer import Trainer
+from pipeline.trainer import CheckpointError, Trainer, load_checkpoint
 from pipeline.training.boundary import (
     BoundaryConfig,
     boundary_distances,
@@ -203,6 +203,54 @@ def test_killed_run_resumes_to_the_same_metrics(pair, tmp_path):
         train_recurrent(pair, config(iterations=50, lr=0.2), tmp_path / "killed")
 
 
+class _Planted:
+    """Unpickling this runs code: what a file planted in a shared results folder could do."""
+
+    def __reduce__(self):
+        return (print, ("the planted checkpoint ran code",))
+
+
+@pytest.mark.parametrize("damage", [
+    lambda path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),  # truncated
+    lambda path: path.write_bytes(b""),  # empty
+    lambda path: path.write_bytes(b"\x00not a checkpoint" * 100),  # overwritten with other bytes
+])
+def test_a_damaged_checkpoint_resumes_from_the_one_before_it(pair, tmp_path, caplog, damage):
+    whole = train_recurrent(pair, config(iterations=50), tmp_path / "whole")
+
+    def kill(iteration):
+        if iteration == 47:  # checkpoints at 20 and 40: checkpoint.prev.pt is 20's, checkpoint.pt 40's
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_recurrent(pair, config(iterations=50), tmp_path / "killed", on_step=kill)
+    damage(tmp_path / "killed" / "checkpoint.pt")
+    resumed = train_recurrent(pair, config(iterations=50), tmp_path / "killed")
+    assert resumed == whole  # from iteration 20, to the same end
+    assert any("checkpoint.pt: the checkpoint is" in r.getMessage() and "resuming from the checkpoint before it"
+               in r.getMessage() and "iteration 20" in r.getMessage() for r in caplog.records)
+
+
+def test_a_damaged_checkpoint_without_one_before_it_says_what_to_delete(pair, tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: the checkpoint is damaged \(.*\); delete .*checkpoint\.pt "
+                                              r"to start this run afresh"):
+        train_recurrent(pair, config(iterations=10), folder)
+
+
+def test_a_planted_pickle_is_refused_and_runs_nothing(pair, tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    torch.save({"fingerprint": _Planted(), "model": {}, "optimizer": {}, "iteration": 0}, folder / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: the checkpoint holds Python objects beyond tensors"):
+        train_recurrent(pair, config(iterations=10), folder)
+    assert "ran code" not in capsys.readouterr().out
+    with pytest.raises(CheckpointError, match="holds Python objects"):
+        load_checkpoint(folder / "checkpoint.pt")
+
+
 @pytest.mark.parametrize("lookahead", [False, True])
 @pytest.mark.parametrize("model", ["lstm", "ddlstm"])
 def test_batched_evaluation_equals_a_frame_by_frame_loop(pair, lookahead, model):
@@ -289,7 +337,7 @@ def test_cross_fitted_boundary_predictions_come_from_a_model_that_did_not_see_th
         if sequence.subset == "test":
             assert chosen == "all"
             continue
-        state = torch.load(tmp_path / "work" / chosen / "checkpoint.pt", weights_only=False)
+        state = torch.load(tmp_path / "work" / chosen / "checkpoint.pt", weights_only=True)
         assert sequence.name in state["fingerprint"]["left_out"]  # trained without it
     folds = [[name for name, model in assignment.items() if model == f"fold{k}"] for k in (1, 2, 3)]
     assert sorted(name for fold in folds for name in fold) == sorted(s.name for s in split.subset("train"))
@@ -375,7 +423,7 @@ def test_captured_cuda_graph_steps_equal_eager_ones(pair, tmp_path, model):
     # 12 steps: 3 eager warm-up steps, the capture, 8 replays; the same kernels in the same order
     runs = {graphs: train_recurrent(pair, config(model=model, iterations=12, device="cuda", cuda_graphs=graphs),
                                     tmp_path / str(graphs)) for graphs in (True, False)}
-    weights = {graphs: torch.load(tmp_path / str(graphs) / "checkpoint.pt", weights_only=False)["model"]
+    weights = {graphs: torch.load(tmp_path / str(graphs) / "checkpoint.pt", weights_only=True)["model"]
                for graphs in runs}
     for name, value in weights[True].items():
         torch.testing.assert_close(value, weights[False][name], rtol=1e-4, atol=1e-5, msg=name)

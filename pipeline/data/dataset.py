@@ -51,6 +51,7 @@ class Dataset:
     fps: float  # rate of the frame-wise labels
     splits: list[Split] = field(default_factory=list)
     background: str | None = None  # class excluded from segmental metrics, if the dataset has one
+    feature_layout: str = "auto"  # precomputed features: "DxT", "TxD", or "auto" (`pipeline.data.precomputed`)
 
     @property
     def num_classes(self) -> int:
@@ -96,8 +97,9 @@ class Dataset:
     def validate(self) -> None:
         """Check the invariants the later stages rely on; raise ValueError naming what is wrong."""
         num_classes = self.num_classes
-        if len(set(self.class_names)) != num_classes:
-            raise ValueError(f"dataset {self.name!r}: class names repeat")
+        repeated = sorted({name for name in self.class_names if self.class_names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"dataset {self.name!r}: class names repeat: {repeated}")
         for video in self.videos.values():
             if video.num_frames == 0:
                 raise ValueError(f"dataset {self.name!r}: video {video.name!r} has no labelled frames")
@@ -107,8 +109,10 @@ class Dataset:
             unknown = (set(split.train) | set(split.test)) - set(self.videos)
             if unknown:
                 raise ValueError(f"dataset {self.name!r} split {number}: unknown videos {sorted(unknown)[:5]}")
-            if set(split.train) & set(split.test):
-                raise ValueError(f"dataset {self.name!r} split {number}: videos on both sides")
+            both = sorted(set(split.train) & set(split.test), key=natural_key)
+            if both:
+                raise ValueError(f"dataset {self.name!r} split {number}: videos on both the train and test side: "
+                                 f"{both[:5]}{' ...' if len(both) > 5 else ''}")
 
 
 def natural_key(text: str):

@@ -5,12 +5,23 @@ in which most users hold Breakfast, 50 Salads and GTEA (the MS-TCN release: I3D 
 Orientation. MS-TCN stores D x T (a row per feature dimension). An array is read as D x T when its
 second axis matches the video's label count within the tolerance, and as T x D when only its first
 axis does. When both do (D close to T), the orientation whose D equals that of the dataset's other
-arrays wins, and D x T when there is none yet.
+arrays wins; when that does not decide either (a square array, T = D) the array is read as D x T,
+and the log and the report say that it was ambiguous. A dataset's `feature_layout` ("DxT" or
+"TxD"; "auto" by default) fixes the orientation of all its arrays instead.
 
 Checks (`FeatureSource.check`, run by the workflow before any training): a missing file, a file
-that is not a 2-D real-valued array, an array whose D differs from the dataset's, NaN or inf
-values, a length that disagrees with the labels beyond the tolerance. Each is an error naming the
-file; all problems of a dataset are reported at once.
+that is not a 2-D real-valued .npy array (an .npz archive under a .npy name included), an array
+whose D differs from the dataset's, NaN or inf values once converted to the float32 the pipeline
+computes in (a float64 1e300 is finite on disk and infinite after), a length that disagrees with
+the labels beyond the tolerance, and a magnitude far outside the dataset's own: an array whose root
+mean square is more than MAGNITUDE_FACTOR (100) times the median of the dataset's arrays, or less
+than 1/100 of it. One network's features of one dataset differ from video to video by far less
+than two orders of magnitude (the synthesised folders here by less than 1.5x; I3D's are averaged
+activations of one fixed network over similar kitchen footage), while a file from another
+extractor, a wrong dtype or a corrupt write differs by many: a single such video would otherwise
+set the standardisation of every other. Each problem is an error naming the file; all problems of
+a dataset are reported at once. Every step that reads features (the linear classifier too) refuses
+non-finite values, naming the file, whatever the check said.
 
 Alignment and rate. Features are at the labels' rate (the dataset's `fps`). Row k is aligned with
 label k by the mismatch policy of `alignment.py` (extra rows at the end dropped, missing ones
@@ -23,6 +34,7 @@ features at once (Breakfast's I3D release is ~29 GB).
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -36,6 +48,9 @@ from .dataset import resample_index
 
 EXTENSION = ".npy"
 CHUNK_ELEMENTS = 1 << 24  # values checked for NaN / inf at a time (64 MB of float32)
+LAYOUTS = ("auto", "DxT", "TxD")
+MAGNITUDE_FACTOR = 100.0  # an array's RMS beyond this factor of the dataset's median (either way) is refused
+log = logging.getLogger(__name__)
 
 
 class FeatureError(ValueError):
@@ -51,6 +66,8 @@ class FeatureReport:
     features: int  # frames in the file
     labels: int  # frames labelled (at the dataset's fps), the count used
     action: str  # "exact", "dropped N", "padded N"
+    rms: float  # root mean square of its values (the magnitude check)
+    note: str = ""  # e.g. that its orientation was ambiguous and which was taken
 
 
 @dataclass
@@ -61,16 +78,29 @@ class FeatureArray:
     layout: str  # "DxT" or "TxD"
     frames: int
     dim: int
+    ambiguous: bool = False  # both axes matched the labels and D did not decide
 
     def read(self, rows: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
-        """(len(rows), D) float32 of the frames `rows` (all frames when None), into `out` if given."""
+        """(len(rows), D) float32 of the frames `rows` (all frames when None), into `out` if given;
+        FeatureError naming the file where a value is NaN or infinite in float32."""
         array = open_array(self.path)
         if rows is None:
             rows = np.arange(self.frames)
         if out is None:
             out = np.empty((len(rows), self.dim), np.float32)
-        out[...] = array[:, rows].T if self.layout == "DxT" else array[rows]
+        with np.errstate(over="ignore", invalid="ignore"):  # a float64 beyond float32's range becomes inf
+            out[...] = array[:, rows].T if self.layout == "DxT" else array[rows]
+        if not np.isfinite(out).all():
+            raise FeatureError(f"{self.path}: contains NaN or infinite values (as float32, which the pipeline "
+                               "computes in)")
         return out
+
+    def note(self) -> str:
+        if not self.ambiguous:
+            return ""
+        other = "TxD" if self.layout == "DxT" else "DxT"
+        return (f"orientation ambiguous (both axes match the labels): read as {self.layout}; set the dataset's "
+                f"feature_layout: {other} to read it the other way")
 
 
 def feature_file(folder: str | Path, video: str) -> Path:
@@ -81,6 +111,9 @@ def attach_features(dataset, folder: str | Path) -> None:
     """Set `features_path` on every video of `dataset` from `folder`; missing arrays are an error
     naming the files expected."""
     folder = Path(folder)
+    if folder.is_file():
+        raise FeatureError(f"{folder}: dataset {dataset.name!r}'s 'features' is a file; it must be the folder "
+                           f"holding one <video>{EXTENSION} array per video")
     if not folder.is_dir():
         raise FeatureError(f"feature folder {folder} of dataset {dataset.name!r} does not exist")
     missing = []
@@ -102,6 +135,10 @@ def open_array(path: Path) -> np.ndarray:
         raise FeatureError(f"{path}: feature array does not exist") from None
     except (ValueError, OSError, EOFError) as error:
         raise FeatureError(f"{path}: not a readable .npy array ({error})") from None
+    if not isinstance(array, np.ndarray):  # np.load opens an .npz archive whatever the file is called
+        names = list(getattr(array, "files", []))
+        raise FeatureError(f"{path}: an .npz archive (holding {names[:3]}), not a .npy array; save each video's "
+                           "array with numpy.save")
     if array.ndim != 2:
         raise FeatureError(f"{path}: expected a 2-D array (D x T or T x D), found shape {array.shape}")
     if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
@@ -111,24 +148,52 @@ def open_array(path: Path) -> np.ndarray:
     return array
 
 
-def orient(path: Path, shape: tuple[int, int], num_labels: int, tolerance: int, dim: int | None) -> FeatureArray:
-    """Which axis is time (module docstring); FeatureError naming the file when neither fits."""
+def orient(path: Path, shape: tuple[int, int], num_labels: int, tolerance: int, dim: int | None,
+           layout: str = "auto") -> FeatureArray:
+    """Which axis is time (module docstring); FeatureError naming the file when neither fits (or the
+    fixed `layout` does not)."""
     layouts = {"DxT": (shape[1], shape[0]), "TxD": (shape[0], shape[1])}  # layout -> (frames, dim)
-    fits = [name for name, (frames, _) in layouts.items() if abs(frames - num_labels) <= tolerance]
+    candidates = list(layouts) if layout == "auto" else [layout]
+    fits = [name for name in candidates if abs(layouts[name][0] - num_labels) <= tolerance]
     if not fits:
-        raise FeatureError(f"{path}: shape {shape} has no axis matching the video's {num_labels} labelled frames "
-                           f"(tolerance {tolerance} frames)")
+        fixed = "" if layout == "auto" else f" as {layout} (the dataset's feature_layout)"
+        raise FeatureError(f"{path}: shape {shape} has no axis matching the video's {num_labels} labelled frames"
+                           f"{fixed} (tolerance {tolerance} frames)")
     if len(fits) == 2 and dim is not None:
         fits = [name for name in fits if layouts[name][1] == dim] or fits
     frames, found_dim = layouts[fits[0]]
-    return FeatureArray(path, fits[0], frames, found_dim)
+    return FeatureArray(path, fits[0], frames, found_dim, ambiguous=len(fits) == 2)
 
 
-def _has_non_finite(array: np.ndarray) -> bool:
-    if np.issubdtype(array.dtype, np.integer):
-        return False
+def scan_values(array: np.ndarray) -> tuple[bool, float]:
+    """(every value finite as float32, root mean square), a chunk of rows at a time."""
     step = max(1, CHUNK_ELEMENTS // array.shape[1])
-    return any(not np.isfinite(array[start:start + step]).all() for start in range(0, array.shape[0], step))
+    squares, finite = 0.0, True
+    for start in range(0, array.shape[0], step):
+        with np.errstate(over="ignore", invalid="ignore"):
+            chunk = np.asarray(array[start:start + step], dtype=np.float32)
+        finite = finite and bool(np.isfinite(chunk).all())
+        if finite:
+            squares += float(np.square(chunk, dtype=np.float64).sum())
+    return finite, (squares / array.size) ** 0.5 if finite else float("nan")
+
+
+def magnitude_outliers(scales: dict[str, float], what: str = "the dataset's arrays") -> list[str]:
+    """One message per entry of `scales` (a name -> root mean square) whose magnitude is beyond
+    MAGNITUDE_FACTOR of their median, either way (module docstring)."""
+    if len(scales) < 3:  # a median of two cannot tell which one is odd
+        return []
+    median = float(np.median(list(scales.values())))
+    if median <= 0:
+        return []
+    problems = []
+    for name, rms in scales.items():
+        ratio = rms / median
+        if ratio > MAGNITUDE_FACTOR or ratio < 1 / MAGNITUDE_FACTOR:
+            problems.append(f"{name}: values of magnitude {rms:.3g} (root mean square), {ratio:.3g} times the median "
+                            f"{median:.3g} of {what}: corrupt, or from another extractor? (beyond "
+                            f"{MAGNITUDE_FACTOR:g}x either way is refused)")
+    return problems
 
 
 class FeatureSource:
@@ -153,6 +218,10 @@ class FeatureSource:
     def tolerance(self, num_labels: int) -> int:
         return allowed_mismatch(num_labels, self.tolerance_frames, self.tolerance_fraction)
 
+    @property
+    def layout(self) -> str:
+        return getattr(self.dataset, "feature_layout", "auto")
+
     def _survey(self) -> int:
         """The dataset's feature dimension: the most common D among its readable arrays (an ambiguous
         one read as D x T), so that one odd file is reported as the odd one, whichever comes first."""
@@ -160,7 +229,8 @@ class FeatureSource:
         for video in self.dataset.videos.values():
             try:
                 shape = open_array(video.features_path).shape
-                found = orient(video.features_path, shape, video.num_frames, self.tolerance(video.num_frames), None)
+                found = orient(video.features_path, shape, video.num_frames, self.tolerance(video.num_frames), None,
+                               self.layout)
             except FeatureError:
                 continue  # reported when that video is read or checked
             dims.append(found.dim)
@@ -174,7 +244,10 @@ class FeatureSource:
         if name not in self._arrays:
             video = self.dataset.videos[name]
             shape = open_array(video.features_path).shape
-            found = orient(video.features_path, shape, video.num_frames, self.tolerance(video.num_frames), self.dim)
+            found = orient(video.features_path, shape, video.num_frames, self.tolerance(video.num_frames), self.dim,
+                           self.layout)
+            if found.ambiguous:
+                log.warning("%s: %s", found.path, found.note())
             if found.dim != self.dim:
                 raise FeatureError(f"{video.features_path}: {found.dim} feature dimensions ({found.layout} shape "
                                    f"{shape}), the dataset's other arrays have {self.dim}")
@@ -202,23 +275,28 @@ class FeatureSource:
         return self.array(name).read(rows if frames is None else rows[frames], out)
 
     def check(self, progress=sys.stderr) -> list[FeatureReport]:
-        """Every array opened, oriented, compared with its labels and scanned for NaN / inf; one
-        FeatureError listing every problem found, or one report per video."""
+        """Every array opened, oriented, compared with its labels, scanned for values that are not
+        finite in float32 and compared in magnitude with the others; one FeatureError listing every
+        problem found, or one report per video."""
         problems, reports, started = [], [], time.monotonic()
         videos = list(self.dataset.videos.values())
         for number, video in enumerate(videos, start=1):
             try:
                 found = self.array(video.name)
-                if _has_non_finite(open_array(found.path)):
-                    raise FeatureError(f"{found.path}: contains NaN or infinite values")
+                finite, rms = scan_values(open_array(found.path))
+                if not finite:
+                    raise FeatureError(f"{found.path}: contains NaN or infinite values (as float32, which the "
+                                       "pipeline computes in)")
             except FeatureError as error:
                 problems.append(str(error))
                 continue
             reports.append(FeatureReport(video.name, str(found.path), found.layout, found.dim, found.frames,
-                                         video.num_frames, alignment_action(found.frames, video.num_frames)))
+                                         video.num_frames, alignment_action(found.frames, video.num_frames), rms,
+                                         found.note()))
             if progress is not None and (number % 100 == 0 or number == len(videos)):
                 print(f"[features {self.dataset.name}] {number}/{len(videos)} checked "
                       f"({time.monotonic() - started:.0f}s elapsed)", file=progress, flush=True)
+        problems += magnitude_outliers({r.path: r.rms for r in reports}, f"dataset {self.dataset.name!r}'s arrays")
         if problems:
             shown = "\n  ".join(problems[:20])
             more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""

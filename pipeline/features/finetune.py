@@ -33,7 +33,7 @@ from ..device import select_device
 from ..io import save_torch, write_text
 from ..optim import SGD
 from ..options import option
-from ..trainer import Trainer
+from ..trainer import CheckpointError, Trainer, load_checkpoint
 from .backbone import create_backbone
 from .frame_batches import Preprocess, SplitFrames
 
@@ -71,12 +71,12 @@ class FinetuneConfig:
         return values
 
 
-@torch.no_grad()
-
 def _epoch_sums() -> dict:
     """The running sums of one epoch's training loss, correct frames, frames and seconds."""
     return {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
 
+
+@torch.no_grad()
 def evaluate(model, frames: SplitFrames, preprocess: Preprocess, device, stride: int, batch_size: int) -> float:
     """Frame accuracy on every `stride`-th test frame."""
     model.eval()
@@ -173,10 +173,10 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
 
 def load_classifier(path: str | Path, device="cpu"):
     """The classifier saved by `finetune` and its saved description (`model.pt`)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"fine-tuned model {path} does not exist")
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = load_checkpoint(path, "fine-tuned model")
+    missing = {"model", "backbone", "backbone_args", "class_names", "input_size"} - set(saved)
+    if missing:
+        raise CheckpointError(f"{path}: not a fine-tuned model of this pipeline (it lacks {sorted(missing)})")
     model = timm.create_model(saved["backbone"], num_classes=len(saved["class_names"]), **saved["backbone_args"])
     model.load_state_dict(saved["model"])
     return model.to(device).eval(), saved

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.dataset import Dataset
-from ..data.precomputed import FeatureSource
+from ..data.precomputed import FeatureError, FeatureSource, magnitude_outliers
 from ..device import select_device
 from ..io import save_torch, write_text
 from ..options import option
@@ -135,7 +135,8 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, config: Linea
         loss = float(F.cross_entropy(logits, y))
         accuracy = float((logits.argmax(1) == y).float().mean())
     if not np.isfinite(loss):
-        raise FloatingPointError(f"the linear classifier's loss is {loss}; check the features for extreme values")
+        raise FloatingPointError(f"the linear classifier's loss is {loss}: the features hold values too large to "
+                                 "fit on (run `python -m pipeline check-features` on the dataset)")
     steps = optimiser.state[weight].get("n_iter", 0)
     return model, {"train_loss": loss, "train_accuracy": accuracy, "iterations": int(steps)}
 
@@ -158,11 +159,16 @@ def train_and_extract(dataset: Dataset, split: int, source: FeatureSource, confi
     sample = np.empty((sum(len(p) for p in picks), source.array(train[0]).dim), np.float32)  # filled in place
     y = torch.from_numpy(np.concatenate([source.labels(name)[frames] for name, frames in zip(train, picks)]))
     start = 0
+    scales = {}  # root mean square of each video's sampled frames: a foreign array skews the standardisation
     for name, frames in zip(train, picks):
-        sample[start:start + len(frames)] = source.read(name, frames)
+        rows = source.read(name, frames, sample[start:start + len(frames)])  # refuses NaN / inf, naming the file
+        scales[str(source.array(name).path)] = float(np.sqrt(np.square(rows, dtype=np.float64).mean()))
         start += len(frames)
         bar.update(1)
     bar.close()
+    problems = magnitude_outliers(scales, f"{dataset.name} split {split}'s training videos")
+    if problems:
+        raise FeatureError("; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else ""))
     x, y = torch.from_numpy(sample).to(device), y.to(device)
     del sample
     log.info("fitting on %d frames x %d dimensions of %d training videos", len(x), x.shape[1], len(train))

@@ -74,7 +74,10 @@ class Logits:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"logits file {self.path} does not exist")
-        self.handle = h5py.File(self.path, "r")
+        try:
+            self.handle = h5py.File(self.path, "r")
+        except OSError as error:
+            raise ValueError(f"{self.path}: not a readable HDF5 logits file ({error})") from None
         attrs = self.handle.attrs
         if attrs.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{self.path}: not a logits file of format {FORMAT_VERSION}")

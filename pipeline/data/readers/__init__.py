@@ -7,6 +7,7 @@ A spec is the dataset's entry in the workflow config:
     annotations: resources/breakfast/segmentation   # folder (or CSV file for mpii)
     videos: resources/breakfast/videos              # recordings to decode, or:
     features: resources/breakfast/features          # precomputed per-frame features, one <video>.npy each
+    feature_layout: auto       # optional: DxT or TxD fixes the arrays' orientation (auto: from their shape)
     fps: 15                    # rate of the frame-wise labels
     relabel: {old: new}        # optional: rename classes; classes renamed alike merge
     # any keyword of the format's reader, e.g. mapping, background, participant_pattern, splits
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from ...dataset_spec import features_folder, input_route, required_paths
 from ..dataset import Dataset
-from ..precomputed import attach_features
+from ..precomputed import LAYOUTS, attach_features
 from ..videos import attach_videos
 from .breakfast import read_breakfast
 from .mpii import read_mpii
@@ -40,7 +41,7 @@ READERS = {
 # Readers whose `background` names one of the dataset's own classes (the others add that class); with
 # `relabel`, it names a class after the renaming.
 OWN_BACKGROUND = {"mstcn", "breakfast"}
-SPEC_KEYS = {"name", "format", "annotations", "videos", "features", "fps", "relabel"}
+SPEC_KEYS = {"name", "format", "annotations", "videos", "features", "feature_layout", "fps", "relabel"}
 
 
 def reader_options(format_name: str) -> list[str]:
@@ -82,6 +83,10 @@ def load_dataset(spec: dict, base_dir: str | Path | None = None) -> Dataset:
         attach_videos(dataset, base / spec["videos"])
     elif (features := features_folder(spec, base)) is not None:
         attach_features(dataset, features)
+        layout = spec.get("feature_layout", "auto")
+        if layout not in LAYOUTS:
+            raise ValueError(f"dataset {name!r}: feature_layout must be one of {list(LAYOUTS)}, not {layout!r}")
+        dataset.feature_layout = layout
     return dataset
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..dataset import AnnotationError, Dataset, Video, labels_from_ranges, natural_key
 from ..splits import leave_person_out, participant_from_name
-from .common import class_id, read_mapping
+from .common import class_id, read_mapping, read_text
 
 RANGE_LINE = re.compile(r"^\s*(\d+)\s*-\s*(\d+)\s+(\S+)\s*$")
 
@@ -23,7 +23,7 @@ def parse_segmentation(path: Path) -> list[tuple[int, int, str, int]]:
     """(first, last, label, line) per range, frames 0-based inclusive, checked to tile the video."""
     ranges = []
     expected_start = 1
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip():
             continue
         match = RANGE_LINE.match(line)

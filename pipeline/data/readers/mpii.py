@@ -11,10 +11,12 @@ order of their ids. Overlapping activities: the later-starting one wins.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from ..dataset import AnnotationError, Dataset, Video, labels_from_ranges, natural_key
 from ..splits import leave_person_out
+from .common import read_text
 
 
 def _is_int(text: str) -> bool:
@@ -33,7 +35,7 @@ def read_mpii(
     if not csv_path.is_file():
         raise FileNotFoundError(f"annotation file {csv_path} does not exist")
     rows = []  # (video, subject, first, last, category_id, category, line)
-    with open(csv_path, newline="") as handle:
+    with io.StringIO(read_text(csv_path), newline="") as handle:
         for line_number, row in enumerate(csv.reader(handle), start=1):
             if not row or not "".join(row).strip():
                 continue

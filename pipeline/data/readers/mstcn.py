@@ -16,11 +16,11 @@ import numpy as np
 
 from ..dataset import AnnotationError, Dataset, Split, Video, natural_key
 from ..splits import leave_person_out, participant_from_name
-from .common import class_id, read_mapping
+from .common import class_id, read_mapping, read_text
 
 
 def read_ground_truth(path: Path, ids: dict[str, int], mapping_path=None) -> np.ndarray:
-    lines = path.read_text().splitlines()
+    lines = read_text(path).splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
     if not lines:
@@ -47,7 +47,7 @@ def read_bundle_splits(splits_dir: Path, videos: set[str]) -> list[Split]:
         sides = []
         for path in (splits_dir / f"train.split{number}.bundle", test_path):
             names = []
-            for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+            for line_number, line in enumerate(read_text(path).splitlines(), start=1):
                 if not line.strip():
                     continue
                 video = re.sub(r"\.txt$", "", line.strip())
@@ -59,6 +59,11 @@ def read_bundle_splits(splits_dir: Path, videos: set[str]) -> list[Split]:
             if not names:
                 raise AnnotationError(path, "lists no video")
             sides.append(names)
+        both = [video for video in sides[0] if video in set(sides[1])]
+        if both:
+            raise AnnotationError(test_path, f"video {both[0]!r} is also in {splits_dir / f'train.split{number}.bundle'}"
+                                             f" ({len(both)} videos on both sides of split {number}"
+                                             f"{': ' + ', '.join(both[:5]) if len(both) > 1 else ''})")
         splits.append(Split(train=sides[0], test=sides[1]))
         number += 1
     if not splits:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..dataset import AnnotationError, Dataset, Video, natural_key
 from ..splits import leave_person_out, participant_from_name
-from .common import read_name_list
+from .common import read_name_list, read_text
 
 SEQUENCE_FILE = re.compile(r"^(.+)-activityAnnotation\.txt$")
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def parse_activity_annotation(path: Path, keep: set[str], skip: set[str]) -> lis
     """(start_ts, end_ts, label, line) for each segment with a label in `keep`; labels in `skip` are
     dropped, any other label is an error naming the line."""
     segments = []
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
@@ -57,7 +57,7 @@ def read_timestamps(path: Path) -> np.ndarray:
         raise FileNotFoundError(f"timestamp file {path} does not exist: 50 Salads annotations are on the "
                                 "dataset's clock and need it to find frames")
     values = []
-    for line_number, line in enumerate(path.read_text().splitlines(), start=1):
+    for line_number, line in enumerate(read_text(path).splitlines(), start=1):
         parts = line.split()
         if not parts:
             continue
