@@ -52,6 +52,15 @@ def test_f1_hand_worked_at_each_threshold():
     assert f1_counts([1, 1, 1, 2, 1, 1], [1] * 6, 0.1) == (1, 2, 0)
 
 
+def test_f1_matches_the_best_overlap_even_when_it_is_used():
+    # truth: 1 over 0-9, 3 at 10, 1 over 11-29; predicted 1 over 0-4 (IoU 0.5 with the first), then 1 over 6-11:
+    # its best overlap is the first true segment again (4/12), already used, so it is a false positive
+    # although the second true segment of label 1 (IoU 1/24) is free and passes the threshold (MS-TCN's eval.py)
+    truth = [1] * 10 + [3] + [1] * 19
+    predicted = [1] * 5 + [2] + [1] * 6 + [4] * 18
+    assert f1_counts(predicted, truth, 0.01) == (1, 3, 2)
+
+
 def test_f1_ignores_background_and_handles_no_match():
     assert f1_counts([0, 0, 4, 4], [0, 0, 4, 4], 0.5, background=[0]) == (1, 0, 0)
     assert f1_counts([3, 3, 3, 3], [4, 4, 4, 4], 0.1) == (0, 1, 1)

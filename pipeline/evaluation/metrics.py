@@ -8,9 +8,10 @@ CVPR 2019 (its eval.py), after Lea et al.'s temporal convolutional networks:
   dropped before the segmental metrics;
 * edit score: 100 * (1 - Levenshtein(predicted labels, true labels) / max(lengths)) over the two
   sequences of segment labels;
-* F1@tau: predicted segments in order take the unused true segment of the same label with the
-  highest IoU; IoU >= tau is a true positive, anything else a false positive, unmatched true
-  segments are false negatives.
+* F1@tau: each predicted segment, in order, is matched with the true segment of the same label
+  of highest IoU, used or not; it is a true positive when that IoU >= tau and that true segment is
+  not yet used (it then becomes used), else a false positive, even where another true segment of
+  the label is still free (as MS-TCN's eval.py does); true segments never used are false negatives.
 
 Over a set of videos, as MS-TCN reports them: accuracy from the summed frame counts, edit as the
 mean of the videos' scores, F1 from the summed true/false positive and false negative counts.

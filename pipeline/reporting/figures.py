@@ -2,7 +2,7 @@
 
 - Fig. 5: Table 1 as bars, one panel per dataset, bars coloured by the dataset it was paired with.
 - Fig. 6: one test video as strips: ground truth, the fine-tuned LSTM (pre-trained on the other
-  dataset) and the joint DDLSTM, first 1000 frames, one colour per class.
+  dataset) and the joint DDLSTM, first 1000 frames, one colour per class, a legend naming the classes.
 - Fig. 7: the DDLSTM's alphas over training, every layer (left), and alpha_1 of the first layer
   from several initial values (right).
 """
@@ -16,6 +16,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
+import matplotlib.colors
+import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -96,14 +98,26 @@ def figure7(alphas_by_pair: dict[str, Path], alphas_by_init: dict[float, Path], 
 
 def figure6(labels: np.ndarray, finetuned: np.ndarray, ddlstm: np.ndarray, class_names: list[str], title: str,
             output, frames: int = 1000) -> Path:
+    """Strips of one video's first `frames` frames, one colour per class of its dataset, with a legend
+    naming the classes shown; a frame predicted as another dataset's label (stored as -1) is grey."""
     strips = [("ground truth", labels), ("fine-tuned LSTM", finetuned), ("joint DDLSTM", ddlstm)]
-    figure, axes = plt.subplots(len(strips), 1, figsize=(10, 2.4), sharex=True)
-    colours = plt.get_cmap("tab20", max(2, len(class_names)))
+    strips = [(name, np.asarray(values[:frames])) for name, values in strips]
+    palette = plt.get_cmap("tab20" if len(class_names) <= 20 else "gist_ncar", max(2, len(class_names)))
+    foreign = (0.6, 0.6, 0.6, 1.0)
+    # colour k + 1 is class k; colour 0 the other dataset's labels
+    colours = matplotlib.colors.ListedColormap([foreign, *[palette(k) for k in range(len(class_names))]])
+    shown = sorted({int(v) for _, values in strips for v in np.unique(values)})
+    legend_rows = max(1, -(-len(shown) // 4))
+    figure, axes = plt.subplots(len(strips), 1, figsize=(10, 2.4 + 0.22 * legend_rows), sharex=True)
     for ax, (name, values) in zip(axes, strips):
-        ax.imshow(np.asarray(values[:frames])[None, :], aspect="auto", cmap=colours, vmin=0,
-                  vmax=max(1, len(class_names) - 1), interpolation="nearest")
+        ax.imshow(np.clip(values, -1, None)[None, :] + 1, aspect="auto", cmap=colours, vmin=0,
+                  vmax=len(class_names), interpolation="nearest")
         ax.set_yticks([])
         ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
     axes[-1].set_xlabel("frame")
+    handles = [matplotlib.patches.Patch(color=colours(k + 1), label=class_names[k] if k >= 0 else
+                                        "another dataset's label") for k in shown]
+    figure.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False,
+                  bbox_to_anchor=(0.5, -0.1 - 0.07 * legend_rows))
     figure.suptitle(f"Fig. 6: {title}", fontsize=9)
     return _save(figure, output)

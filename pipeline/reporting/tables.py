@@ -21,6 +21,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from ..io import write_csv, write_text
 from .paper import PAPER_COMPARISON, PAPER_QUOTED, PAPER_TABLE1, PAPER_TABLE2, PAPER_TABLE5
 
 RUN = re.compile(r"(?P<d1>[^/+]+)\+(?P<d2>[^/]+)/split(?P<split>\d+)/(?P<protocol>[a-z0-9]+)-(?P<model>[a-z]+)"
@@ -181,15 +182,12 @@ def _format(value) -> str:
 
 def write_table(rows: list[dict], stem: Path, caption: str) -> list[Path]:
     """`stem`.csv, .md and .tex of the same rows."""
-    stem.parent.mkdir(parents=True, exist_ok=True)
     columns = list(rows[0])
-    with open(stem.with_suffix(".csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    write_csv([{k: ("" if v is None else v) for k, v in row.items()} for row in rows], stem.with_suffix(".csv"),
+              fieldnames=columns)
     lines = [f"{caption}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(_format(row[c]) for c in columns) + " |" for row in rows]
-    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_text(stem.with_suffix(".md"), "\n".join(lines) + "\n")
 
     def tex(text):
         return str(text).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
@@ -198,8 +196,16 @@ def write_table(rows: list[dict], stem: Path, caption: str) -> list[Path]:
                  r"\hline", " & ".join(tex(c) for c in columns) + r" \\", r"\hline"]
     tex_lines += [" & ".join(tex(_format(row[c])) for c in columns) + r" \\" for row in rows]
     tex_lines += [r"\hline", r"\end{tabular}", rf"\caption{{{tex(caption)}}}", r"\end{table}"]
-    stem.with_suffix(".tex").write_text("\n".join(tex_lines) + "\n")
+    write_text(stem.with_suffix(".tex"), "\n".join(tex_lines) + "\n")
     return [stem.with_suffix(s) for s in (".csv", ".md", ".tex")]
+
+
+def lookahead_of_features(feature_datasets) -> str:
+    """What a caption says of datasets read from precomputed features: not strictly online."""
+    names = ", ".join(sorted(feature_datasets))
+    return (f"{names} read from precomputed features: MS-TCN's I3D features of a frame come from a 21-frame window "
+            "centred on it (10 frames ahead: 0.67 s at 15 fps, 0.33 s at 30 fps), so results on them are not "
+            "strictly online")
 
 
 def write_tables(metrics_paths, none_paths, pairs, depths, table1_depth: int, output_dir, paper: bool = False,
@@ -210,6 +216,8 @@ def write_tables(metrics_paths, none_paths, pairs, depths, table1_depth: int, ou
     output_dir = Path(output_dir)
     source = "the paper's numbers beside ours where its datasets are" if paper else "this configuration's datasets"
     splits = sorted({len(v) for v in none.values()})
+    if feature_datasets:
+        source += "; " + lookahead_of_features(feature_datasets)
     note = f"frame accuracy %, mean over {'/'.join(map(str, splits))} splits, {source}" + \
         (f"; {readings}" if readings else "")
     write_table(table1(runs, none, pairs, table1_depth, paper), output_dir / "table1",

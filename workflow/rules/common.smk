@@ -7,8 +7,11 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
+# The repository's root: this file is workflow/rules/common.smk, whichever Snakefile (the root's, or
+# workflow/Snakefile) snakemake was started with.
+REPOSITORY = str(Path(workflow.current_basedir).resolve().parents[1])
 # The package's spec rules, from this checkout (snakemake may run from an environment without it).
-sys.path.insert(0, workflow.basedir)
+sys.path.insert(0, REPOSITORY)
 from pipeline.dataset_spec import input_route, required_paths
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -17,7 +20,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 # holds only the dependencies, workflow/envs/ddlstm.yaml). Snakemake's own prefix stays first; the
 # prefix is formatted like a rule's command, hence the doubled braces of ${PYTHONPATH:+...}.
 shell.prefix(
-    f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    f"set -euo pipefail; export PYTHONPATH={shlex.quote(REPOSITORY)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
 
 DATASETS = list(config["datasets"])
