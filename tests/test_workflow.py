@@ -12,13 +12,19 @@ from snakemake_runs import ROOT, SNAKEMAKE, TINY_CONFIG, copy_workflow, planned,
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install '.[workflow]')")
 
 
-def test_workflow_lints_clean():
-    result = snakemake("--lint")
+# The root's Snakefile (the owner's layout) and workflow/Snakefile (the workflow catalog's) are one workflow.
+ENTRY_POINTS = ("Snakefile", "workflow/Snakefile")
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_workflow_lints_clean(entry):
+    result = snakemake("-s", entry, "--lint")
     assert result.returncode == 0, result.stdout
 
 
-def test_dry_run_plans_every_stage():
-    result = snakemake("-n", "--cores", "1", "--forceall")
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+def test_dry_run_plans_every_stage(entry):
+    result = snakemake("-s", entry, "-n", "--cores", "1", "--forceall")
     assert result.returncode == 0, result.stdout
     jobs = planned(result)
     assert jobs["synthetic_data"] == 1 and jobs["frames"] == 3
@@ -26,6 +32,15 @@ def test_dry_run_plans_every_stage():
         assert jobs[rule] == 12, rule  # 3 datasets x 4 splits
     assert jobs["train"] == 3 * 4 * 7  # pairs x splits x (5 Table-1 runs + depths 1 and 2)
     assert jobs["tables"] == 1 and jobs["figures"] == 1
+
+
+def test_the_catalog_finds_its_files():
+    import yaml
+
+    catalog = yaml.safe_load((ROOT / ".snakemake-workflow-catalog.yml").read_text())["usage"]
+    assert catalog["software-stack-deployment"]["conda"] is True and catalog["report"] is True
+    assert catalog["mandatory-flags"]["desc"] and (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert (ROOT / "Snakefile").read_text().count("include:") == 1
 
 
 def placeholder_data(folder, config_path):
