@@ -176,7 +176,7 @@ def test_pretrain_finetune_evaluates_both_datasets(pair, tmp_path):
 def test_single_dataset_protocol(pair, tmp_path):
     results = train_recurrent(pair[:1], config(protocol="single", iterations=20), tmp_path)
     assert set(results) == {"alpha"}
-    with pytest.raises(ValueError, match="protocol 'joint' takes 2 dataset"):
+    with pytest.raises(ValueError, match="protocol 'joint' takes 2 or more dataset"):
         train_recurrent(pair[:1], config(), tmp_path / "x")
 
 

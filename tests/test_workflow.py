@@ -31,7 +31,23 @@ def test_dry_run_plans_every_stage(entry):
     for rule in ("finetune", "extract", "none_row", "boundary"):
         assert jobs[rule] == 12, rule  # 3 datasets x 4 splits
     assert jobs["train"] == 3 * 4 * 7  # pairs x splits x (5 Table-1 runs + depths 1 and 2)
+    assert jobs["train_group"] == 3  # the group of the three datasets, one split: LSTM, BNLSTM, DDLSTM
     assert jobs["tables"] == 1 and jobs["figures"] == 1
+
+
+def test_a_config_with_only_the_old_keys_plans_todays_jobs():
+    # no seeds, groups or recurrent inputs: the rules, run folders and tables of the workflow before them
+    result = snakemake("-n", "-p", "--cores", "1", "--forceall", "--configfile", TINY_CONFIG)
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = planned(result)
+    assert set(jobs) == {"synthetic_data", "frames", "finetune", "extract", "none_row", "boundary", "train",
+                         "alpha_init", "tables", "figures", "default"}, jobs
+    runs = set(re.findall(r"results/recurrent/\S+?/split\d+/(\S+?)/metrics\.csv", result.stdout))
+    assert runs == {"joint-lstm-L1", "joint-bnlstm-L1", "d1d2-lstm-L1", "d2d1-lstm-L1", "joint-ddlstm-L1"}, runs
+    assert "results/tables/comparison" not in result.stdout and "results/groups" not in result.stdout
+    commands = [line for line in result.stdout.splitlines() if "python -m pipeline train" in line]
+    assert commands and all("--seed 0" in line and "--inputs-from logits" in line and "--feature-sources" not in line
+                            for line in commands)
 
 
 def test_the_catalog_finds_its_files():

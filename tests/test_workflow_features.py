@@ -99,3 +99,62 @@ def test_a_changed_annotation_or_feature_file_reruns_its_dataset_only(features_r
     result = snakemake("-n", "--cores", "2", "--configfile", CONFIG, cwd=fresh)
     assert result.returncode != 0 and "Missing input files" in result.stdout
     assert "resources/synfeatures/breakfast/mapping.txt" in result.stdout
+
+
+BEYOND = ".test/config/beyond.yaml"
+
+
+@pytest.fixture(scope="module")
+def beyond_run(features_run, tmp_path_factory):
+    """.test/config/beyond.yaml in a copy of the features run: two seeds, a group of three datasets, the
+    features as the recurrent input. The frame classifiers and boundary inputs are the features run's."""
+    folder = shutil.copytree(features_run, tmp_path_factory.mktemp("beyond") / "run", symlinks=True)
+    plan = planned(snakemake("-n", "--cores", "2", "--configfile", BEYOND, cwd=folder))
+    assert not {"synthetic_data", "frames", "finetune", "extract", "linear", "boundary"} & set(plan), plan
+    result = snakemake("--cores", "2", "--configfile", BEYOND, cwd=folder, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return folder, plan
+
+
+def test_seeds_repeat_every_run_and_the_comparison_has_intervals(beyond_run):
+    folder, plan = beyond_run
+    assert plan["train"] == 5 and plan["train_seed"] == 5  # Table 1's five runs of the pair, per seed
+    assert plan["train_group"] == 3 and plan["train_group_seed"] == 3
+    runs = folder / "results/recurrent/breakfast+50salads/split1"
+    for name in ("joint-ddlstm-L1", "joint-ddlstm-L1-s1"):
+        assert (runs / name / "predictions.npz").is_file()
+    assert json.loads((runs / "joint-ddlstm-L1-s1/config.json").read_text())["seed"] == 1
+    table1 = {row["method"]: row for row in read_table(folder / "results/tables/table1.csv")}
+    assert table1["Joint, DDLSTM"]["breakfast/50salads D1 sd"] != ""  # the spread over the two seeds
+    comparison = read_table(folder / "results/tables/comparison.csv")
+    pair_rows = [row for row in comparison if row["runs"] == "breakfast/50salads"]
+    assert {row["difference"] for row in pair_rows} == {"DDLSTM - LSTM", "DDLSTM - BNLSTM", "BNLSTM - LSTM"}
+    for row in pair_rows:  # 1 split x 2 seeds
+        assert row["pairs of runs (split x seed)"] == "2" and float(row["95% CI low"]) <= float(row["mean"])
+
+
+def test_a_group_trains_one_model_over_three_domains(beyond_run):
+    folder, _ = beyond_run
+    run = folder / "results/groups/breakfast+50salads+synbreakfast/split1/joint-ddlstm-L1"
+    header = (run / "alphas.csv").read_text().splitlines()[0].split(",")
+    assert header[2:] == [f"alpha_{k}" for k in range(1, 7)]  # 3 domains: 6 alphas per layer
+    metrics = read_table(run / "metrics.csv")
+    assert {row["dataset"] for row in metrics} == {"breakfast", "50salads", "synbreakfast"}
+    groups = {row["dataset"]: row for row in read_table(folder / "results/tables/groups.csv")}
+    assert set(groups) == {"breakfast", "50salads", "synbreakfast"}
+    assert all(groups[d]["group, DDLSTM"] for d in groups)
+    assert groups["synbreakfast"]["best pair"] == ""  # in no pair of this configuration
+    assert (folder / "results/figures/groups_alphas.png").stat().st_size > 0
+
+
+def test_features_as_the_recurrent_input(beyond_run):
+    folder, _ = beyond_run
+    config = json.loads((folder / "results/recurrent/breakfast+50salads/split1/joint-lstm-L1/config.json").read_text())
+    assert config["inputs"] == "features" and config["input_projection"] == 16
+    assert config["datasets"] == ["breakfast split 1 features", "50salads split 1 features"]
+    group = json.loads((folder / "results/groups/breakfast+50salads+synbreakfast/split1/joint-lstm-L1/config.json")
+                       .read_text())
+    assert group["datasets"][2] == "synbreakfast split 1"  # from videos: its logits
+    caption = (folder / "results/tables/table1.md").read_text().splitlines()[0]
+    assert "recurrent input: the standardised precomputed features of 50salads, breakfast" in caption
+    assert "not strictly online" in caption

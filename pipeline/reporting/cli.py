@@ -8,7 +8,7 @@ import re
 import numpy as np
 
 from ..features.logits import Logits
-from .figures import figure5, figure6, figure7
+from .figures import figure5, figure6, figure7, groups_alphas
 from .tables import write_tables
 
 
@@ -54,11 +54,21 @@ def tables_main(argv=None) -> int:
     parser.add_argument("--feature-datasets", nargs="*", default=[],
                         help="datasets read from precomputed features (the input column of Tables 3 and 4)")
     parser.add_argument("--readings", default="", help="how the runs read the paper (ends the captions)")
+    parser.add_argument("--groups", nargs="*", default=[], metavar="D1+D2+D3",
+                        help="groups of three or more datasets with joint runs (the groups table)")
+    parser.add_argument("--group-splits", nargs="*", type=int, default=None,
+                        help="the splits of the groups' runs (default: every split found)")
+    parser.add_argument("--comparison", action="store_true",
+                        help="the table of paired differences of the joint models with confidence intervals")
+    parser.add_argument("--recurrent-inputs", choices=("logits", "features"), default="logits",
+                        help="what the recurrent models read (for the captions)")
     parser.add_argument("--output-dir", required=True, help="folder for table1.*, table2.*, segmentation.*, ...")
     args = parser.parse_args(argv)
     write_tables(args.metrics, args.none, _pairs(args.pairs), args.depths, args.table1_depth, args.output_dir,
                  args.paper, _comparison_entries(args.table3), _comparison_entries(args.table4),
-                 _pairs(args.table5), args.table5_split, set(args.feature_datasets), args.readings)
+                 _pairs(args.table5), args.table5_split, set(args.feature_datasets), args.readings,
+                 [tuple(group.split("+")) for group in args.groups], args.group_splits, args.comparison,
+                 args.recurrent_inputs)
     return 0
 
 
@@ -76,6 +86,8 @@ def figures_main(argv=None) -> int:
     parser.add_argument("--strip-inputs", required=True, help="inputs HDF5 of the dataset shown in Fig. 6")
     parser.add_argument("--strip-finetuned", required=True, help="predictions.npz of the fine-tuned LSTM run")
     parser.add_argument("--strip-ddlstm", required=True, help="predictions.npz of the joint DDLSTM run")
+    parser.add_argument("--group-alphas", nargs="*", default=[],
+                        help="alphas.csv of each group's DDLSTM run (path under <D1>+<D2>+<D3>.../): groups_alphas.png")
     parser.add_argument("--output-dir", required=True, help="folder for fig5.png, fig6.png, fig7.png")
     args = parser.parse_args(argv)
     pairs = _pairs(args.pairs)
@@ -93,4 +105,12 @@ def figures_main(argv=None) -> int:
         labels, class_names, dataset = source.labels(video), source.class_names, source.dataset
     finetuned, ddlstm = (np.load(path)[f"{dataset}/{video}"] for path in (args.strip_finetuned, args.strip_ddlstm))
     figure6(labels, finetuned, ddlstm, class_names, f"{dataset} {video}", f"{args.output_dir}/fig6.png")
+    if args.group_alphas:
+        groups = {}
+        for path in args.group_alphas:
+            match = re.search(r"([^/]+\+[^/]+\+[^/]+)/split\d+/", path)
+            if match is None:
+                raise ValueError(f"{path}: not under a group's folder <D1>+<D2>+<D3>.../split<k>/")
+            groups[match[1]] = path
+        groups_alphas(groups, f"{args.output_dir}/groups_alphas.png")
     return 0

@@ -4,7 +4,9 @@
 - Fig. 6: one test video as strips: ground truth, the fine-tuned LSTM (pre-trained on the other
   dataset) and the joint DDLSTM, first 1000 frames, one colour per class, a legend naming the classes.
 - Fig. 7: the DDLSTM's alphas over training, every layer (left), and alpha_1 of the first layer
-  from several initial values (right).
+  from several initial values (right); `groups_alphas` the same for groups of three or more
+  datasets, every layer's d (d - 1) alphas.
+- Fig. 5's bars carry the standard deviation over seeds where there are two or more.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import matplotlib.patches
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .tables import TABLE1_ROWS, read_none, read_runs, scores
+from .runs import cell, none_cell, read_none, read_runs
+from .tables import TABLE1_ROWS
 
 
 def _save(figure, output) -> Path:
@@ -45,38 +48,71 @@ def figure5(metrics_paths, none_paths, pairs, depth: int, output) -> Path:
         width = 0.8 / max(1, len(partners[dataset]))
         for k, (partner, pair) in enumerate(partners[dataset]):
             position = pair.index(dataset)
-            values = []
-            for _label, protocol, model in TABLE1_ROWS:
-                if protocol == "none":
-                    found = none.get(dataset, [])
-                else:
-                    found = scores(runs, (*pair, protocol, model, depth), dataset)
-                values.append(np.mean(found) if found else np.nan)
-            ax.bar(np.arange(len(labels)) + k * width, values, width, color=colours[partner],
+            found = [none_cell(none, dataset) if protocol == "none" else cell(runs, (*pair, protocol, model, depth),
+                                                                              dataset)
+                     for _label, protocol, model in TABLE1_ROWS]
+            means = [np.nan if f is None else f.mean for f in found]
+            errors = [0.0 if f is None or f.sd is None else f.sd for f in found]  # over seeds, where there are several
+            ax.bar(np.arange(len(labels)) + k * width, means, width, color=colours[partner],
+                   yerr=errors if any(errors) else None, capsize=2,
                    label=f"with {partner}" + (" (D1)" if position == 1 else " (D2)"))
         ax.set_title(dataset)
         ax.set_xticks(np.arange(len(labels)) + width * (len(partners[dataset]) - 1) / 2)
         ax.set_xticklabels(labels, rotation=40, ha="right", fontsize=8)
         ax.set_ylabel("frame accuracy (%)")
         ax.legend(fontsize=7)
-    figure.suptitle("Fig. 5: Table 1 per dataset, coloured by the paired dataset")
+    seeds = len({seed for r in runs.values() for d in r.values() for _, seed in d.get("accuracy", {})})
+    figure.suptitle("Fig. 5: Table 1 per dataset, coloured by the paired dataset"
+                    + (f"; error bars: standard deviation over {seeds} seeds" if seeds > 1 else ""))
     return _save(figure, output)
 
 
 def _read_alphas(path) -> dict:
-    """{layer: (iterations, alpha_1, alpha_2)} from an alphas.csv."""
+    """{layer: (iterations, alpha_1, alpha_2, ...)} from an alphas.csv: every alpha column of the layer."""
     by_layer = defaultdict(list)
     with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            by_layer[int(row["layer"])].append((int(row["iteration"]), float(row["alpha_1"]), float(row["alpha_2"])))
+        reader = csv.DictReader(handle)
+        names = [name for name in reader.fieldnames or [] if name.startswith("alpha_")]
+        for row in reader:
+            by_layer[int(row["layer"])].append((int(row["iteration"]), *(float(row[n]) for n in names)))
     return {layer: tuple(np.array(v).T) for layer, v in sorted(by_layer.items())}
+
+
+def alpha_label(k: int, domains: int, names=None) -> str:
+    """What alpha k (flat, `pipeline.models.contribution` order) of a d-domain layer means: how far
+    domain i's statistics reach into domain j."""
+    i, rest = divmod(k, domains - 1)
+    j = rest if rest < i else rest + 1
+    name = (lambda d: names[d]) if names else (lambda d: f"D{d + 1}")
+    return f"{name(i)} into {name(j)}"
+
+
+def groups_alphas(alphas_by_group: dict[str, Path], output) -> Path:
+    """Every layer's d (d - 1) alphas over training, one panel per group (the groups' analogue of Fig. 7)."""
+    figure, axes = plt.subplots(1, len(alphas_by_group), figsize=(5.5 * len(alphas_by_group), 3.8), squeeze=False)
+    for ax, (group, path) in zip(axes[0], alphas_by_group.items()):
+        names = group.split("+")
+        styles = ("-", "--", ":", "-.")
+        for layer, (iterations, *alphas) in _read_alphas(path).items():
+            colour = None
+            for k, alpha in enumerate(alphas):
+                line = ax.plot(iterations, alpha, styles[k % len(styles)], color=colour, linewidth=1,
+                               label=f"layer {layer}: {alpha_label(k, len(names), names)}")[0]
+                colour = line.get_color()
+        ax.set_title(f"{group} ({len(names)} domains)", fontsize=9)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel("alpha")
+        ax.legend(fontsize=5, ncol=2)
+    figure.suptitle("DDLSTM alphas of the groups during training (alpha_ij: how far domain i's statistics reach "
+                    "into domain j)", fontsize=9)
+    return _save(figure, output)
 
 
 def figure7(alphas_by_pair: dict[str, Path], alphas_by_init: dict[float, Path], output) -> Path:
     panels = len(alphas_by_pair) + (1 if alphas_by_init else 0)
     figure, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6), squeeze=False)
     for ax, (pair, path) in zip(axes[0], alphas_by_pair.items()):
-        for layer, (iterations, alpha_1, alpha_2) in _read_alphas(path).items():
+        for layer, (iterations, alpha_1, alpha_2, *_) in _read_alphas(path).items():
             line = ax.plot(iterations, alpha_1, label=f"layer {layer} alpha_1")[0]
             ax.plot(iterations, alpha_2, "--", color=line.get_color(), label=f"layer {layer} alpha_2")
         ax.set_title(pair)
@@ -86,7 +122,7 @@ def figure7(alphas_by_pair: dict[str, Path], alphas_by_init: dict[float, Path], 
     if alphas_by_init:
         ax = axes[0][-1]
         for init, path in sorted(alphas_by_init.items()):
-            iterations, alpha_1, alpha_2 = _read_alphas(path)[1]
+            iterations, alpha_1, alpha_2 = _read_alphas(path)[1][:3]
             line = ax.plot(iterations, alpha_1, label=f"init {init:g}: alpha_1")[0]
             ax.plot(iterations, alpha_2, "--", color=line.get_color(), label=f"init {init:g}: alpha_2")
         ax.set_title("layer 1 from several initial values")

@@ -31,19 +31,44 @@ def boundary_main(argv=None) -> int:
     return 0
 
 
+def _feature_source(spec: str, fps: float, args):
+    from ..data.precomputed import FeatureSource
+    from ..data.readers import load_dataset, read_spec
+
+    return FeatureSource(load_dataset(read_spec(spec)), fps, args.tolerance_frames, args.tolerance_fraction)
+
+
 def train_main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline train",
         description="Train LSTM / BNLSTM / DDLSTM under one protocol on one split of one or two datasets, "
                     "then evaluate every test frame online; resumes from <output-dir>/checkpoint.pt.")
     parser.add_argument("--inputs", nargs="+", required=True,
-                        help="HDF5 input files (logits, with boundary), one per dataset, same split number")
+                        help="HDF5 input files (logits, with boundary), one per dataset, same split number "
+                             "(joint: two, or three or more for a group)")
     parser.add_argument("--output-dir", required=True,
                         help="folder for checkpoint.pt, metrics.csv, videos.csv, alphas.csv, predictions.npz")
+    parser.add_argument("--feature-sources", nargs="+", metavar="SPEC_OR_-",
+                        help="with --inputs features: per --inputs file, the dataset's spec (inline JSON or a file, "
+                             "as --dataset of check-features) to read its precomputed features, or - for a dataset "
+                             "that feeds its logits")
+    parser.add_argument("--fps", type=float, help="the rate of the inputs files, to which features are resampled")
+    parser.add_argument("--tolerance-frames", type=int, default=10,
+                        help="frames a feature array may differ from its labels (default: 10)")
+    parser.add_argument("--tolerance-fraction", type=float, default=0.02,
+                        help="... or this fraction of its label count, whichever is larger (default: 0.02)")
     add_options(parser, RecurrentConfig)
     add_restart_option(parser)
     args = parser.parse_args(argv)
-    results = train_recurrent([load_split(path) for path in args.inputs], config_from(args, RecurrentConfig),
-                              args.output_dir, restart_on_change=args.restart_on_change)
+    splits = [load_split(path) for path in args.inputs]
+    sources = None
+    if args.feature_sources:
+        if len(args.feature_sources) != len(args.inputs):
+            parser.error(f"--feature-sources needs one entry per --inputs file ({len(args.inputs)}), "
+                         f"got {len(args.feature_sources)}")
+        sources = [None if spec == "-" else _feature_source(spec, args.fps or split.fps, args)
+                   for spec, split in zip(args.feature_sources, splits)]
+    results = train_recurrent(splits, config_from(args, RecurrentConfig), args.output_dir,
+                              restart_on_change=args.restart_on_change, feature_sources=sources)
     print(json.dumps(results, indent=2))
     return 0

@@ -8,6 +8,8 @@ The readings where the paper is terse (docs/method.md §7 and README "Readings o
   pre-train / fine-tune rows can collapse to 0) or over its own dataset's block ("own").
 - `input_layout`: dataset i's standardised logits fill its own block of the input vector, zeros
   elsewhere ("blocks"), or every dataset's fill the same leading columns ("shared").
+- `inputs` (beyond the paper): the logits (the paper's input), or a dataset's precomputed features
+  themselves (`inputs.py`), optionally through a learned projection (`input_projection`).
 - `short_windows`: where the frames of a window shorter than the history sit (`windows.py`).
 - `population_batches`: the statistics evaluation normalises with (`evaluation.py`).
 - `loss_reduction`: the cross-entropy averaged over every scored frame of the batch ("frames"), or
@@ -30,6 +32,7 @@ PROTOCOLS = ("single", "joint", "pretrain_finetune")
 MODELS = ("lstm", "bnlstm", "ddlstm")
 EVAL_LABELS = ("all", "own")
 INPUT_LAYOUTS = ("blocks", "shared")
+INPUTS = ("logits", "features")
 LOSS_REDUCTIONS = ("frames", "windows")
 
 
@@ -49,16 +52,24 @@ class RecurrentConfig:
         "all",
         "all: a test frame takes the argmax over every dataset's labels (another dataset's counts as "
         "wrong); own: the argmax over its own dataset's labels", choices=EVAL_LABELS)
+    inputs: str = option(
+        "logits",
+        "logits: every dataset feeds its frame classifier's logits (the paper); features: a dataset read from "
+        "precomputed features feeds its standardised feature vectors (--feature-sources)", choices=INPUTS,
+        flag="--inputs-from")  # --inputs names the run's input files
+    input_projection: int = option(
+        0, "a learned linear projection of the input to this many dimensions before the first layer (0: none)")
     input_layout: str = option(
         "blocks",
-        "blocks: each dataset's logits in input columns of its own; shared: in the same columns, zero-"
-        "padded to the larger", choices=INPUT_LAYOUTS)
+        "blocks: each dataset's inputs in columns of their own; shared: in the same columns, zero-padded to the "
+        "widest", choices=INPUT_LAYOUTS)
     short_windows: str = option(
         "end",
         "end: a window shorter than the history sits at the last timesteps after padding; start: from "
         "timestep 0, padding after it", choices=ALIGNMENTS)
-    batch_size: int = option(128, "windows per step, both datasets together when joint")
-    domain_share: float = option(0.5, "joint: fraction of each batch from the first dataset")
+    batch_size: int = option(128, "windows per step, all datasets together when joint")
+    domain_share: float = option(
+        0.5, "joint, two datasets: fraction of each batch from the first (three or more share it evenly)")
     iterations: int = option(50_000, "training steps (per phase for pretrain_finetune)")
     optimizer: str = option(
         "sgd",
@@ -103,15 +114,17 @@ class RecurrentConfig:
         """The run's options against each other and against the number of datasets it trains on."""
         if self.protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, not {self.protocol!r}")
-        wanted = 1 if self.protocol == "single" else 2
-        if datasets != wanted:
+        wanted = {"single": "1", "joint": "2 or more", "pretrain_finetune": "2"}[self.protocol]
+        if not (datasets >= 2 if self.protocol == "joint" else str(datasets) == wanted):
             raise ValueError(f"protocol {self.protocol!r} takes {wanted} dataset(s), got {datasets}")
         if not 0 < self.domain_share < 1 and self.protocol == "joint":
             raise ValueError(f"domain_share must lie in (0, 1), got {self.domain_share}")
         for name, allowed in (("eval_labels", EVAL_LABELS), ("input_layout", INPUT_LAYOUTS),
                               ("short_windows", ALIGNMENTS), ("loss_reduction", LOSS_REDUCTIONS),
-                              ("optimizer", OPTIMIZERS)):
+                              ("optimizer", OPTIMIZERS), ("inputs", INPUTS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, not {getattr(self, name)!r}")
+        if self.input_projection < 0:
+            raise ValueError(f"input_projection must be >= 0 (0: none), got {self.input_projection}")
         if self.optimizer == "adam" and self.momentum:
             raise ValueError(f"momentum {self.momentum} is an SGD setting; set momentum 0 with optimizer adam")

@@ -19,17 +19,30 @@ from .windows import gather_windows
 FOREIGN = -1  # the prediction stored for a frame classified as one of the other dataset's labels
 
 
+WINDOW_BYTES = 256 << 20  # the windows of one evaluation batch: wide inputs (features) get fewer per batch
+
+
 @torch.no_grad()
 def predict_video(model: SequenceClassifier, features: np.ndarray, block: slice, domain: int,
                   config: RecurrentConfig, device) -> tuple[np.ndarray, np.ndarray]:
     """Online predictions for every frame of one video: (T,) class ids of the dataset (FOREIGN where
     `eval_labels` is "all" and the argmax falls in another dataset's block), and the (T, labels)
-    scores of the whole concatenated vector they come from."""
+    scores of the whole concatenated vector they come from.
+
+    With an input projection the video's frames are projected once and the windows cut from the
+    projected frames (the same outputs: a frame's projection does not depend on its window)."""
+    projected = model.projection is not None
+    if projected:
+        features = torch.cat([model.project(torch.from_numpy(chunk).to(device)).float().cpu()
+                              for chunk in np.array_split(features, max(1, len(features) // 4096))]).numpy()
+    width = features.shape[1] * 4 * config.history
+    batch = max(1, min(config.eval_batch, WINDOW_BYTES // width))
     scores = []
-    for start in range(0, len(features), config.eval_batch):
-        ends = np.arange(start, min(len(features), start + config.eval_batch)) + config.lookahead_frames
+    for start in range(0, len(features), batch):
+        ends = np.arange(start, min(len(features), start + batch)) + config.lookahead_frames
         x, mask = gather_windows(features, ends, config.history, config.short_windows)
-        out = model(torch.from_numpy(x).to(device), domain=domain, mask=torch.from_numpy(mask).to(device))
+        out = model(torch.from_numpy(x).to(device), domain=domain, mask=torch.from_numpy(mask).to(device),
+                    projected=projected)
         scores.append(out[:, -1].float().cpu().numpy())
     scores = np.concatenate(scores)
     if config.eval_labels == "own":

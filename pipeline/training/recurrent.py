@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.precomputed import FeatureSource
 from ..device import select_device
 from ..io import write_csv, write_text
 from ..optim import make_optimizer
@@ -31,7 +32,7 @@ from .classifier import SequenceClassifier, frame_loss
 from .config import RecurrentConfig
 from .evaluation import evaluate, metrics_rows, score_row
 from .graphs import GraphedStep
-from .inputs import Layout, WindowSampler
+from .inputs import FeatureInput, Layout, WindowSampler
 from .sequences import SplitSequences
 
 
@@ -39,6 +40,19 @@ def _check(splits: list[SplitSequences], config: RecurrentConfig) -> None:
     config.check(len(splits))
     if len({s.split for s in splits}) != 1:
         raise ValueError(f"datasets of one run must come from the same split number, got {[s.split for s in splits]}")
+
+
+def feature_inputs(splits: list[SplitSequences], config: RecurrentConfig,
+                   sources: list[FeatureSource | None] | None) -> list[FeatureInput | None]:
+    """Each dataset's features as its input where `config.inputs` asks for them and it has them."""
+    if config.inputs == "logits":
+        return [None] * len(splits)
+    sources = list(sources or [None] * len(splits))
+    if len(sources) != len(splits):
+        raise ValueError(f"{len(sources)} feature sources for {len(splits)} datasets: give one per input file")
+    if all(source is None for source in sources):
+        raise ValueError("inputs 'features': none of the run's datasets has precomputed features (--feature-sources)")
+    return [None if source is None else FeatureInput(source, split) for source, split in zip(sources, splits)]
 
 
 def _optimizer(model: SequenceClassifier, config: RecurrentConfig):
@@ -52,7 +66,8 @@ def _optimizer(model: SequenceClassifier, config: RecurrentConfig):
 
 
 def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, output_dir: str | Path,
-                    on_step=None, restart_on_change: bool = False) -> dict:
+                    on_step=None, restart_on_change: bool = False,
+                    feature_sources: list[FeatureSource | None] | None = None) -> dict:
     """Train under `config.protocol`, evaluate, and write to `output_dir`:
 
     checkpoint.pt, train_log.csv (loss), alphas.csv (every alpha of every layer for DDLSTM; a header
@@ -61,18 +76,22 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     by MS-TCN's convention), videos.csv (the final evaluation per video), predictions.npz (final
     per-frame predictions, key "<dataset>/<video>", FOREIGN where another dataset's label won),
     config.json. Returns the final pooled metrics per dataset.
+
+    With `config.inputs` "features", `feature_sources` (one per split, None for a dataset from videos)
+    give the datasets' precomputed features at the logits' frame rate.
     """
     _check(splits, config)
     output_dir = Path(output_dir)
     device = select_device(config.device)
-    layout = Layout(splits, config.input_layout)
+    layout = Layout(splits, config.input_layout, feature_inputs(splits, config, feature_sources))
     torch.manual_seed(config.seed)
-    num_domains = 1 if config.protocol == "single" else 2
+    num_domains = {"single": 1, "pretrain_finetune": 2}.get(config.protocol, len(splits))
     model = SequenceClassifier(config.model, layout.input_size, layout.num_labels, config, num_domains).to(device)
     optimizer = _optimizer(model, config)
     # what a checkpoint must agree with to be continued: every option but those of the runtime
     fingerprint = {k: v for k, v in asdict(config).items() if k not in ("device", "eval_batch", "cuda_graphs")}
-    fingerprint["data"] = [f"{s.dataset} split {s.split}" for s in splits]
+    fingerprint["data"] = [f"{s.dataset} split {s.split}" + (" features" if f is not None else "")
+                           for s, f in zip(splits, layout.feature_inputs)]
     description = f"{config.protocol} {config.model} x{config.layers} on {' + '.join(s.dataset for s in splits)}"
     trainer = Trainer(model, optimizer, output_dir, fingerprint, config.checkpoint_every, description)
     trainer.resume(restart_on_change)

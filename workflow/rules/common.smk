@@ -1,6 +1,7 @@
 # Config validation, the experiment's lists, wildcard constraints and the input functions of the
 # rules. Everything else (the work itself) is the package's command line: `python -m pipeline`.
 import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -32,6 +33,15 @@ TABLE1_DEPTH = REC["table1_depth"]
 SYNTHETIC = config["synthetic"]
 SYNTHETIC_NAMES = ("synbreakfast", "synsalads", "syncooking")
 TABLES = config["tables"]
+# Every recurrent run once per seed; the first seed's runs keep the plain run directories (a config without
+# `seeds` has exactly the runs it always had), the others' end in -s<seed>.
+SEEDS = config.get("seeds") or [REC.get("seed", 0)]
+GROUPS = [tuple(group) for group in config.get("groups", [])]
+GROUP_SPLITS = config.get("group_splits") or SPLITS
+GROUP_NAMES = ["+".join(group) for group in GROUPS]
+GROUP_METHODS = (("joint", "lstm"), ("joint", "bnlstm"), ("joint", "ddlstm"))
+# Options of the train command whose flag is not --<key> (pipeline.training.config.RecurrentConfig, `flag`).
+RENAMED_FLAGS = {"inputs": "inputs-from"}
 # Table 1's methods: (protocol, model) of every run directory <protocol>-<model>-L<depth>.
 TABLE1_METHODS = (
     ("joint", "lstm"),
@@ -71,6 +81,15 @@ def _check_config():
         for entry in TABLES.get(table, [])
     ]
     named += [("tables: table5: pairs", tuple(pair)) for pair in TABLES.get("table5", {}).get("pairs", [])]
+    for group in GROUPS:
+        for name in group:
+            if name not in DATASETS:
+                raise ValueError(f"config: groups: {name!r} is not a key of config 'datasets' ({DATASETS})")
+    if REC.get("inputs") == "features" and not FEATURE_DATASETS:
+        raise ValueError(
+            "config: recurrent: inputs: features, but no dataset is read from precomputed features "
+            "(a 'features' key, or an MS-TCN folder with features/)"
+        )
     for where, (first, second) in named:
         for name in (first, second):
             if name not in DATASETS:
@@ -91,9 +110,9 @@ def _routes():
 
 
 ROUTES = _routes()
-_check_config()
 VIDEO_DATASETS = [name for name in DATASETS if ROUTES[name] == "videos"]
 FEATURE_DATASETS = [name for name in DATASETS if ROUTES[name] == "features"]
+_check_config()
 PAIR_NAMES = [f"{d1}+{d2}" for d1, d2 in PAIRS]
 
 
@@ -104,6 +123,8 @@ def one_of(names):
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    group=one_of([re.escape(name) for name in GROUP_NAMES]),
+    seed=r"\d+",
     d1="|".join(DATASETS),
     d2="|".join(DATASETS),
     split=r"\d+",
@@ -119,7 +140,7 @@ def options(section, skip=()):
     for key, value in section.items():
         if key in skip or value is None:
             continue
-        name = key.replace("_", "-")
+        name = RENAMED_FLAGS.get(key, key.replace("_", "-"))
         flag = f"--{name}"
         if isinstance(value, bool):
             parts.append(flag if value else f"--no-{name}")
@@ -178,33 +199,74 @@ def history_of(depth):
     return REC.get("history_by_depth", {}).get(str(depth), REC["history"])
 
 
-def run_inputs(wildcards):
-    """The two datasets' input files in the order the protocol uses them."""
+def run_datasets(wildcards):
+    """A run's datasets in the order the protocol uses them: a pair's (reversed for D2,D1), or a group's."""
+    if hasattr(wildcards, "group"):
+        return list(wildcards.group.split("+"))
     first, second = wildcards.d1, wildcards.d2
-    if wildcards.protocol == "d2d1":
-        first, second = second, first
-    return [f"results/boundary/{name}/split{wildcards.split}/inputs.h5" for name in (first, second)]
+    return [second, first] if wildcards.protocol == "d2d1" else [first, second]
+
+
+def run_inputs(wildcards):
+    """The run's datasets' input files (logits with the boundary features), in the protocol's order."""
+    return [f"results/boundary/{name}/split{wildcards.split}/inputs.h5" for name in run_datasets(wildcards)]
+
+
+def run_seed(wildcards):
+    return int(wildcards.seed) if hasattr(wildcards, "seed") else SEEDS[0]
+
+
+def feature_options(wildcards):
+    """With recurrent inputs 'features': where each of the run's datasets' features are (- for logits)."""
+    if REC.get("inputs") != "features":
+        return ""
+    specs = [
+        (
+            shlex.quote(json.dumps({"name": name, **config["datasets"][name]}))
+            if ROUTES[name] == "features"
+            else "-"
+        )
+        for name in run_datasets(wildcards)
+    ]
+    return f"--feature-sources {' '.join(specs)} --fps {config['frames']['fps']} {tolerance_options()}"
 
 
 def run_options(wildcards):
     protocol = "pretrain_finetune" if wildcards.protocol in ("d1d2", "d2d1") else "joint"
     lookahead = wildcards.protocol == "lookahead" or REC.get("lookahead", False)
-    return options(
-        {**REC, "protocol": protocol, "lookahead": lookahead, "history": history_of(wildcards.depth)},
-        skip=("depths", "table1_depth", "history_by_depth"),
-    )
+    return " ".join(
+        (
+            options(
+                {
+                    **REC,
+                    "protocol": protocol,
+                    "lookahead": lookahead,
+                    "history": history_of(wildcards.depth),
+                    "seed": run_seed(wildcards),
+                },
+                skip=("depths", "table1_depth", "history_by_depth"),
+            ),
+            feature_options(wildcards),
+        )
+    ).strip()
 
 
 def alpha_init_options(wildcards):
-    return options(
-        {
-            **REC,
-            "protocol": "joint",
-            "history": history_of(wildcards.depth),
-            "alpha_init": float(wildcards.alpha),
-        },
-        skip=("depths", "table1_depth", "history_by_depth"),
-    )
+    return " ".join(
+        (
+            options(
+                {
+                    **REC,
+                    "protocol": "joint",
+                    "history": history_of(wildcards.depth),
+                    "alpha_init": float(wildcards.alpha),
+                    "seed": SEEDS[0],
+                },
+                skip=("depths", "table1_depth", "history_by_depth"),
+            ),
+            feature_options(wildcards),
+        )
+    ).strip()
 
 
 def output_folder(wildcards, output):
@@ -212,9 +274,18 @@ def output_folder(wildcards, output):
     return str(output[0]).rsplit("/", 1)[0]
 
 
-def run_path(pair, split, protocol, model, depth, name="metrics.csv"):
-    d1, d2 = pair
-    return f"results/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}/{name}"
+def seed_tag(seed):
+    """The end of a run directory's name: nothing for the first seed, -s<seed> for the others."""
+    return "" if seed == SEEDS[0] else f"-s{seed}"
+
+
+def run_path(pair, split, protocol, model, depth, name="metrics.csv", seed=None):
+    """A pair's run (seed: the first by default), or with three or more datasets a group's."""
+    seed = SEEDS[0] if seed is None else seed
+    folder = "recurrent" if len(pair) == 2 else "groups"
+    return (
+        f"results/{folder}/{'+'.join(pair)}/split{split}/{protocol}-{model}-L{depth}{seed_tag(seed)}/{name}"
+    )
 
 
 def comparison_pair(entry):
@@ -247,17 +318,26 @@ def planned_runs():
     return sorted(runs)
 
 
+def group_runs():
+    """(group, split, protocol, model, depth) of every group run."""
+    return [
+        (group, split, protocol, model, TABLE1_DEPTH)
+        for group in GROUPS
+        for split in GROUP_SPLITS
+        for protocol, model in GROUP_METHODS
+    ]
+
+
 def table_runs():
-    """metrics.csv of every run of the tables."""
-    return [run_path(*run) for run in planned_runs()]
+    """metrics.csv of every run of the tables, every seed."""
+    runs = planned_runs() + group_runs()
+    return [run_path(*run, seed=seed) for run in runs for seed in SEEDS]
 
 
 def none_rows():
-    return [
-        f"results/features/{dataset}/split{split}/none.json"
-        for dataset in sorted({d for pair in PAIRS for d in pair})
-        for split in SPLITS
-    ]
+    used = {(d, split) for pair in PAIRS for d in pair for split in SPLITS}
+    used |= {(d, split) for group in GROUPS for d in group for split in GROUP_SPLITS}
+    return [f"results/features/{dataset}/split{split}/none.json" for dataset, split in sorted(used)]
 
 
 def figure7_runs():
@@ -279,7 +359,20 @@ def figure_inputs():
         "strip_inputs": f"results/boundary/{d2}/split{split}/inputs.h5",
         "strip_finetuned": run_path((d1, d2), split, "d1d2", "lstm", TABLE1_DEPTH, "predictions.npz"),
         "strip_ddlstm": run_path((d1, d2), split, "joint", "ddlstm", TABLE1_DEPTH, "predictions.npz"),
+        "group_alphas": group_alphas(),
     }
+
+
+def group_alphas():
+    """alphas.csv of each group's DDLSTM run (first group split, first seed), for the groups' alpha figure."""
+    return [
+        run_path(group, GROUP_SPLITS[0], "joint", "ddlstm", TABLE1_DEPTH, "alphas.csv") for group in GROUPS
+    ]
+
+
+def figure_names():
+    """The figures the configuration asks for: Figs. 5-7, and the groups' alphas where there are groups."""
+    return ["fig5", "fig6", "fig7", *(["groups_alphas"] if GROUPS else [])]
 
 
 def table_names():
@@ -289,6 +382,8 @@ def table_names():
         "table2",
         "segmentation",
         *[name for name in ("table3", "table4", "table5") if name in TABLES],
+        *(["comparison"] if len(SEEDS) > 1 else []),
+        *(["groups"] if GROUPS else []),
     ]
 
 
@@ -308,6 +403,12 @@ def table_options():
         ]
     if FEATURE_DATASETS:
         parts += ["--feature-datasets", *FEATURE_DATASETS]
+    if GROUPS:
+        parts += ["--groups", *GROUP_NAMES, "--group-splits", *map(str, GROUP_SPLITS)]
+    if len(SEEDS) > 1:
+        parts += ["--comparison"]
+    if REC.get("inputs") == "features":
+        parts += ["--recurrent-inputs", "features"]
     return " ".join(parts)
 
 
@@ -363,10 +464,10 @@ def schedule():
 def get_final_output():
     """The tables and figures, and every HDF5 file of features on the way: asking for those too
     means a deleted one is made again, and then everything that depends on it."""
-    used = sorted({(dataset, split) for pair, split, *_ in planned_runs() for dataset in pair})
+    used = sorted({(dataset, split) for pair, split, *_ in planned_runs() + group_runs() for dataset in pair})
     return [
         *[f"results/features/{d}/split{s}/logits.h5" for d, s in used],
         *[f"results/boundary/{d}/split{s}/inputs.h5" for d, s in used],
         *[f"results/tables/{name}.{ext}" for name in table_names() for ext in ("csv", "md", "tex")],
-        *[f"results/figures/fig{number}.png" for number in (5, 6, 7)],
+        *[f"results/figures/{name}.png" for name in figure_names()],
     ]

@@ -49,6 +49,57 @@ rule train:
         "--layers {wildcards.depth} {params.options} > {log} 2>&1"
 
 
+use rule train as train_seed with:
+    output:
+        metrics="results/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}-s{seed}/metrics.csv",
+        predictions="results/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}-s{seed}/predictions.npz",
+        alphas="results/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}-s{seed}/alphas.csv",
+    log:
+        "results/logs/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}-s{seed}.log",
+    benchmark:
+        "results/benchmarks/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}-s{seed}.tsv"
+
+
+rule train_group:
+    """One recurrent model trained jointly on a group of three or more datasets (one DDBN domain each), one split."""
+    input:
+        run_inputs,
+    output:
+        metrics="results/groups/{group}/split{split}/{protocol}-{model}-L{depth}/metrics.csv",
+        predictions="results/groups/{group}/split{split}/{protocol}-{model}-L{depth}/predictions.npz",
+        alphas="results/groups/{group}/split{split}/{protocol}-{model}-L{depth}/alphas.csv",
+    log:
+        "results/logs/groups/{group}/split{split}/{protocol}-{model}-L{depth}.log",
+    benchmark:
+        "results/benchmarks/groups/{group}/split{split}/{protocol}-{model}-L{depth}.tsv"
+    wildcard_constraints:
+        protocol="joint",
+    conda:
+        "../envs/ddlstm.yaml"
+    threads: 1  # small recurrent models: one thread is as fast as two, so two jobs run at once
+    resources:
+        mem_mb=8000,
+        runtime=1440,
+        gpu=1,
+    params:
+        folder=output_folder,
+        options=run_options,
+    shell:
+        "python -m pipeline train --restart-on-change --inputs {input} --output-dir {params.folder} --model {wildcards.model} "
+        "--layers {wildcards.depth} {params.options} > {log} 2>&1"
+
+
+use rule train_group as train_group_seed with:
+    output:
+        metrics="results/groups/{group}/split{split}/{protocol}-{model}-L{depth}-s{seed}/metrics.csv",
+        predictions="results/groups/{group}/split{split}/{protocol}-{model}-L{depth}-s{seed}/predictions.npz",
+        alphas="results/groups/{group}/split{split}/{protocol}-{model}-L{depth}-s{seed}/alphas.csv",
+    log:
+        "results/logs/groups/{group}/split{split}/{protocol}-{model}-L{depth}-s{seed}.log",
+    benchmark:
+        "results/benchmarks/groups/{group}/split{split}/{protocol}-{model}-L{depth}-s{seed}.tsv"
+
+
 rule alpha_init:
     """Joint DDLSTM from another initial alpha, for Fig. 7's convergence panel."""
     input:

@@ -40,7 +40,7 @@ rule figures:
         **figure_inputs(),
     output:
         report(
-            expand("results/figures/fig{number}.png", number=(5, 6, 7)),
+            expand("results/figures/{name}.png", name=figure_names()),
             caption="../report/figures.rst",
             category="Figures",
         ),
@@ -61,4 +61,4 @@ rule figures:
         "python -m pipeline figures --metrics {input.metrics} --none {input.none} --pairs {params.pairs} "
         "--table1-depth {params.depth} --alphas {input.alphas} --alpha-init-runs {input.inits} "
         "--strip-inputs {input.strip_inputs} --strip-finetuned {input.strip_finetuned} "
-        "--strip-ddlstm {input.strip_ddlstm} --output-dir results/figures > {log} 2>&1"
+        "--strip-ddlstm {input.strip_ddlstm} --group-alphas {input.group_alphas} --output-dir results/figures > {log} 2>&1"
