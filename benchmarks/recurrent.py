@@ -7,11 +7,20 @@ interleaved (round-robin over repeats) so that drifts in machine speed hit all o
 the median step time of each is reported with its ratio to nn.LSTM. Each of LSTM / BNLSTM / DDLSTM
 runs through the kernels asked for: "native" (the C++ per-timestep loop, CPU), "fused" (the tensor
 kernel, any device) and, on CUDA, "graphed" (the fused kernel's whole training step captured once
-as a CUDA graph and replayed, as the recurrent stage does there).
+as a CUDA graph and replayed, as the recurrent stage does there), "triton" (the Triton kernels,
+`pipeline/models/triton_kernel`) and "triton-graphed" (those with the step captured as a CUDA graph).
 
     python benchmarks/recurrent.py                         # demo, medium and paper sizes
     python benchmarks/recurrent.py --sizes paper --repeats 5 --threads 2
     python benchmarks/recurrent.py --kernels fused --device cuda
+    python benchmarks/recurrent.py --launches              # only the Triton launch counts (any machine)
+
+Kernel launches of the Triton kernels (printed after the timings, or alone with --launches): one
+training step of each model with implementation="triton" (forward, head, cross-entropy, backward,
+SGD update, alpha projection) run on the CPU in the kernels' counting mode
+(`pipeline.models.triton_kernel.checks.count_step`): the Triton kernels are counted by their launch
+helper and not executed (shapes are static: the count is exact), every aten operator around them by
+torch.profiler, nested calls included (an upper bound of what launches on a GPU). No GPU is needed.
 
 Operator calls: every aten operator one training step (or one evaluation forward) records under
 torch.profiler, nested calls included, on the device the benchmark runs on. On a GPU each is at
@@ -63,7 +72,7 @@ def build(variant, size, device):
         body = _TorchLSTM(inputs, hidden, layers)
     else:
         kind, kernel = variant.split("/")
-        implementation = "fused" if kernel == "graphed" else kernel
+        implementation = {"graphed": "fused", "triton-graphed": "triton"}.get(kernel, kernel)
         body = create_model(kind, inputs, hidden, layers, max_timesteps=steps, implementation=implementation)
     head = nn.Linear(hidden, classes)
     body.to(device).train()
@@ -74,7 +83,9 @@ def build(variant, size, device):
     return body, head, x, y
 
 
-def make_step(variant, size, device):
+def make_step(variant, size, device, project_alphas=False):
+    """One training step of `variant`; `project_alphas`: also the alphas' projection, as the recurrent
+    stage does after each update (counted for the launches, not in the timings)."""
     batch, _, _, _, _, classes = size
     body, head, x, y = build(variant, size, device)
     params = list(body.parameters()) + list(head.parameters())
@@ -89,10 +100,12 @@ def make_step(variant, size, device):
         with torch.no_grad():
             for p in params:
                 p.add_(p.grad, alpha=-0.01)
+        if project_alphas:
+            body.constrain_alphas_()
         return loss.detach()
 
     # "graphed": the whole step captured once as a CUDA graph and replayed (pipeline.training.graphs)
-    runner = GraphedStep(train_step, enabled=variant.endswith("/graphed"))
+    runner = GraphedStep(train_step, enabled=variant.endswith("graphed"))
 
     def step():
         runner(x, x, y, sizes)
@@ -125,6 +138,32 @@ def operator_calls(run) -> int:
     with profile(activities=activities) as prof:
         run()
     return sum(event.count for event in prof.key_averages() if event.key.startswith("aten::"))
+
+
+def triton_launches(size_name: str, model: str = "ddlstm") -> dict:
+    """Kernel launches of one Triton training step at a size, counted on the CPU (nothing executed):
+    {"triton", "aten", "total", "by_kernel"} (see the module docstring)."""
+    from pipeline.models.triton_kernel import checks
+
+    step = make_step(f"{model}/triton", SIZES[size_name], torch.device("cpu"), project_alphas=True)
+    return checks.count_step(step)
+
+
+def print_launches(size_names) -> None:
+    try:
+        import triton  # noqa: F401
+    except ImportError as error:
+        print(f"\nTriton launch counts: Triton is not installed ({error})")
+        return
+    print("\nKernel launches per training step, implementation='triton' (counted on the CPU, kernels not "
+          "run: Triton launches exact, aten operators an upper bound)")
+    print("| size | model | Triton launches | aten operators | total |")
+    print("|---|---|---|---|---|")
+    for size_name in size_names:
+        for model in MODELS:
+            count = triton_launches(size_name, model)
+            print(f"| {size_name} | {model} | {count['triton']:,} | {count['aten']:,} | {count['total']:,} |",
+                  flush=True)
 
 
 def timed(runs: dict, repeats: int, warmup: int) -> dict:
@@ -170,24 +209,33 @@ def main(argv=None):
                         help="timed steps per variant (default: 30 demo, 10 medium, 5 paper)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--kernels", nargs="+", choices=("native", "fused", "graphed", "reference"), default=None,
-                        help="default: native and fused on the CPU (native where it can be built); fused and graphed "
-                             "(the fused kernel's step captured as a CUDA graph) on CUDA")
+    parser.add_argument("--kernels", nargs="+", default=None,
+                        choices=("native", "fused", "graphed", "triton", "triton-graphed", "reference"),
+                        help="default: native and fused on the CPU (native where it can be built); fused, "
+                             "graphed (the fused kernel's step captured as a CUDA graph), triton and "
+                             "triton-graphed on CUDA")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: all)")
-    parser.add_argument("--no-ops", action="store_true", help="skip counting operator calls")
+    parser.add_argument("--no-ops", action="store_true", help="skip counting operator calls and launches")
+    parser.add_argument("--launches", action="store_true",
+                        help="only print the Triton kernels' launches per training step (no timings)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.launches:
+        print_launches(args.sizes)
+        return
     device = torch.device(args.device)
     if args.kernels:
         kernels = args.kernels
     elif device.type == "cuda":
-        kernels = ["fused", "graphed"]
+        kernels = ["fused", "graphed", "triton", "triton-graphed"]
     else:
         kernels = ["native", "fused"] if native.available() else ["fused"]
     for name in args.sizes:
         repeats = args.repeats or {"demo": 30, "medium": 10, "paper": 5}[name]
         report(name, repeats, args.warmup, kernels, device, not args.no_ops)
+    if not args.no_ops:
+        print_launches(args.sizes)
 
 
 if __name__ == "__main__":

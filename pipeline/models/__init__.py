@@ -5,7 +5,8 @@
 See `recurrent.py` for the models, `layers.py` for one layer (the cell, and which kernel runs a
 sequence), `ddbn.py` for the normalisation layers, `contribution.py` for the contribution
 functions and their d-domain generalisation, `native/` for the C++ per-timestep loop on the CPU,
-`fused.py` (with `stepnorm.py` and `workspace.py`) for the tensor kernel that runs on any device.
+`triton_kernel/` for the Triton kernels (CUDA, `implementation="triton"`), `fused.py` (with
+`stepnorm.py` and `workspace.py`) for the tensor kernel that runs on any device.
 """
 
 from .contribution import alpha_index, contribution_weights, num_alphas

@@ -11,20 +11,28 @@ paper) or DDBN on the input and hidden sides and BN on the cell state (DDLSTM, e
 DDBNs of a layer share one set of alphas. `step` is this cell at one timestep, written with the
 `ddbn` modules and autograd: the readable reference, and the streaming path.
 
-A whole sequence goes through one of three implementations of the same function, which take the
+A whole sequence goes through one of four implementations of the same function, which take the
 layer's real parameters (each kernel owns whatever algebra makes it fast):
 
 * "native": the per-timestep loop in C++ (`native/`), CPU only, where it can be compiled;
 * "fused": the tensor kernel (`fused.py`), one autograd node per layer, any device;
+* "triton": Triton kernels (`triton_kernel/`), one launch per timestep and layer, CUDA (and CPU
+  tensors under TRITON_INTERPRET=1, which is how it is tested without a GPU);
 * "reference": `step` at every timestep.
 
-`implementation="auto"` takes the native kernel on the CPU when it is available and the fused one
-elsewhere. Evaluation-mode forwards without a gradient run the chosen kernel's graph-free loop.
+`implementation="auto"` takes the native kernel on the CPU when it is available; on CUDA the Triton
+kernels once a first-use self-check on that device agrees with the fused kernel (else the fused
+kernel, with one warning naming why); the fused kernel elsewhere. The Triton package is imported only
+when it is used or checked. Evaluation-mode forwards without a gradient run the chosen kernel's
+graph-free loop.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import sys
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -36,20 +44,79 @@ from .ddbn import BN, DDBN, update_running_sequence
 from .stepnorm import NormSpec
 
 NORMALISATIONS = ("none", "bn", "ddbn")
-IMPLEMENTATIONS = ("auto", "native", "fused", "reference")
+IMPLEMENTATIONS = ("auto", "native", "fused", "triton", "reference")
+_TRITON_PACKAGE = f"{__package__}.triton_kernel"
+_auto_verdicts: dict[str, str] = {}  # CUDA device -> "triton" or "fused", after its self-check
+
+
+def _triton():
+    """The Triton package, imported on first use: `import triton` is not for every CPU job, and
+    TRITON_INTERPRET must be set before the kernels are decorated."""
+    from . import triton_kernel
+
+    return triton_kernel
+
+
+def triton_unavailable(device: torch.device) -> str | None:
+    """Why implementation="triton" cannot run on `device`, or None."""
+    loaded = sys.modules.get(_TRITON_PACKAGE)
+    counting = loaded is not None and loaded.counting_active()
+    if device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1" and not counting:
+        return "the Triton kernels run on CUDA devices, or on CPU tensors under TRITON_INTERPRET=1"
+    try:
+        module = _triton()
+    except ImportError as error:
+        return f"Triton cannot be imported ({error})"
+    return module.unavailable_reason(device)
+
+
+def _auto_on_cuda(device: torch.device) -> str:
+    """"triton" where its self-check on this device passes, else "fused" (warned once per device)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    key = f"cuda:{index}"
+    if key not in _auto_verdicts:
+        try:
+            reason = triton_unavailable(device)
+            if reason is None:
+                from .triton_kernel import checks
+
+                reason = checks.self_check(torch.device(key))
+        except Exception as error:  # noqa: BLE001  (a compile error, a driver error: the fused kernel runs)
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"  # one line
+        if reason is not None:
+            warnings.warn(f"implementation='auto' on {key}: not using the Triton kernels ({reason}); "
+                          "using the fused kernel", stacklevel=3)
+        _auto_verdicts[key] = "fused" if reason is not None else "triton"
+    return _auto_verdicts[key]
 
 
 def resolve_implementation(implementation: str, device: torch.device) -> str:
-    """The implementation that runs: "auto" becomes "native" on the CPU where it is available."""
+    """The implementation that runs: "auto" becomes "native" on the CPU where it is available, "triton"
+    on CUDA once its self-check passed there, "fused" otherwise."""
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
     if implementation == "auto":
+        if device.type == "cuda":
+            return _auto_on_cuda(device)
         return "native" if device.type == "cpu" and native.available() else "fused"
+    if implementation == "triton":
+        reason = triton_unavailable(device)
+        if reason is not None:
+            raise RuntimeError(f"implementation='triton' cannot run on {device}: {reason}")
+        return implementation
     if implementation == "native" and device.type != "cpu":
-        raise ValueError("the native kernel runs on the CPU only; use implementation='fused' on CUDA")
+        raise ValueError("the native kernel runs on the CPU only; on CUDA use implementation='triton' "
+                         "or 'fused'")
     if implementation == "native" and not native.available():
         raise RuntimeError(f"the native kernel could not be built ({native.unavailable_reason()})")
     return implementation
+
+
+def _kernel_module(implementation: str):
+    """The module whose `train_sequence` / `evaluate_layer` run a sequence."""
+    if implementation == "native":
+        return native
+    return _triton() if implementation == "triton" else fused
 
 
 class RecurrentLayer(nn.Module):
@@ -178,7 +245,9 @@ class RecurrentLayer(nn.Module):
 
     def _train(self, x, domain_sizes, mask, implementation):
         """Training mode through a kernel; the batch statistics it returns update the running ones."""
-        kernel = native.train_sequence if implementation == "native" else fused.train_sequence
+        if implementation == "triton":  # the bookkeeping below happens in its kernels
+            return _triton().train_layer(self, x, self._training_domain_sizes(domain_sizes, x.shape[0]), mask)
+        kernel = _kernel_module(implementation).train_sequence
         if self.normalisation == "none":
             out, _ = kernel(x, self.weight_ih, self.weight_hh, self.bias, None, None, None, None, None, None, None,
                             mask, None)
@@ -215,7 +284,7 @@ class RecurrentLayer(nn.Module):
 
     def _evaluate(self, x, domain, mask, implementation):
         """Evaluation mode without a graph: the population statistics as per-timestep affine maps."""
-        kernel = native.evaluate_layer if implementation == "native" else fused.evaluate_layer
+        kernel = _kernel_module(implementation).evaluate_layer
         if self.normalisation == "none":
             return kernel(x, self.weight_ih, self.weight_hh, self.bias, mask, None)
         steps = x.shape[1]
