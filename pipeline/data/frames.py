@@ -54,9 +54,11 @@ def output_size(width: int, height: int, size) -> tuple[int, int]:
     return int(out_width), int(out_height)
 
 
-def iter_frames(path: str | Path, fps: float | None = None, size=None):
+def iter_frames(path: str | Path, fps: float | None = None, size=None, info: dict | None = None):
     """Yield (H, W, 3) uint8 RGB frames of `path`, resampled to `fps` (None: every frame) and resized
-    (see `output_size`). Raises VideoDecodeError naming the file if it cannot be decoded."""
+    (see `output_size`). Raises VideoDecodeError naming the file if it cannot be decoded. `info`, if
+    given, receives the stream's "native_fps" (None where it has none) and, once the video is read,
+    the number of frames "decoded" at that rate."""
     import av
 
     path = Path(path)
@@ -72,6 +74,8 @@ def iter_frames(path: str | Path, fps: float | None = None, size=None):
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         native_rate = float(stream.average_rate or stream.guessed_rate or 0) or None
+        if info is not None:
+            info["native_fps"] = native_rate
         width, height = output_size(stream.codec_context.width, stream.codec_context.height, size)
         # One reformatter for the whole video keeps its swscale context: a fresh one per frame (what
         # frame.to_ndarray(width=...) does) costs about as much as decoding the frame.
@@ -101,6 +105,8 @@ def iter_frames(path: str | Path, fps: float | None = None, size=None):
             raise VideoDecodeError(f"{path}: decoding failed after {decoded} frames ({error})") from error
         if decoded == 0:
             raise VideoDecodeError(f"{path}: no frames could be decoded (empty or truncated file)")
+        if info is not None:
+            info["decoded"] = decoded
         if fps is not None and held is not None:
             frame_duration = 1.0 / native_rate if native_rate else 0.0
             while emitted / fps < held_time + frame_duration - 1e-6:

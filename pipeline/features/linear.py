@@ -141,6 +141,18 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, config: Linea
     return model, {"train_loss": loss, "train_accuracy": accuracy, "iterations": int(steps)}
 
 
+@torch.no_grad()
+def linear_logits(model: LinearClassifier, read, frames: int, device) -> np.ndarray:
+    """(frames, C) float32 logits of one video, its features read `CHUNK` frames at a time by
+    `read(frame indices) -> (n, D) float32` (so a video's features are never all in memory): the one
+    computation of the logits, here and in `pipeline.inference`."""
+    logits = np.empty((frames, model.linear.out_features), np.float32)
+    for start in range(0, frames, CHUNK):
+        index = np.arange(start, min(start + CHUNK, frames))
+        logits[index] = model(torch.from_numpy(read(index)).to(device)).float().cpu().numpy()
+    return logits
+
+
 def train_and_extract(dataset: Dataset, split: int, source: FeatureSource, config: LinearConfig,
                       output: str | Path, work_dir: str | Path) -> dict:
     """Fit on `split`'s training videos, then write the logits of all its videos to `output`.
@@ -181,15 +193,13 @@ def train_and_extract(dataset: Dataset, split: int, source: FeatureSource, confi
     bar = progress_bar(len(sides.train) + len(sides.test), f"linear {dataset.name} split {split}: logits")
     features = np.empty((CHUNK, source.dim), np.float32)  # one chunk of a video, reused throughout
     with LogitsWriter(output, dataset.name, split, source.fps, dataset.class_names, description,
-                      dataset.background) as writer, torch.no_grad():
+                      dataset.background) as writer:
         for subset, names in (("train", sides.train), ("test", sides.test)):
             for name in names:
                 labels = source.labels(name)
-                logits = np.empty((len(labels), dataset.num_classes), np.float32)
-                for start in range(0, len(labels), CHUNK):
-                    frames = np.arange(start, min(start + CHUNK, len(labels)))
-                    chunk = source.read(name, frames, features[:len(frames)])
-                    logits[frames] = model(torch.from_numpy(chunk).to(device)).float().cpu().numpy()
+                logits = linear_logits(model, lambda frames, name=name: source.read(name, frames,
+                                                                                   features[:len(frames)]),
+                                       len(labels), device)
                 writer.add(name, subset, logits, labels, participant=dataset.videos[name].participant)
                 if subset == "test":
                     correct += int((logits.argmax(1) == labels).sum())

@@ -201,21 +201,28 @@ def predict_boundary(model: BoundaryLSTM, split: SplitSequences, config: Boundar
                      names=None) -> dict[str, np.ndarray]:
     """(T, 2) per video (of `names`, default all): the predicted (mean, std) of the distance to the
     next boundary, in horizon units, each frame from the window of `history` frames ending at it."""
-    device = next(model.parameters()).device
+    return {sequence.name: boundary_of(model, split.standardised(sequence), config.history, config.eval_batch)
+            for sequence in split.sequences if names is None or sequence.name in names}
+
+
+@torch.no_grad()
+def boundary_of(model: BoundaryLSTM, features: np.ndarray, history: int, eval_batch: int) -> np.ndarray:
+    """(T, 2) predicted (mean, std) of one video from its standardised logits (T, C): each frame from the
+    window of `history` frames ending at it, `eval_batch` windows per forward (here and in
+    `pipeline.inference`)."""
     model.eval()
-    out = {}
-    for sequence in split.sequences:
-        if names is not None and sequence.name not in names:
-            continue
-        features = split.standardised(sequence)
-        rows = []
-        for start in range(0, len(features), config.eval_batch):
-            ends = np.arange(start, min(len(features), start + config.eval_batch))
-            x, mask = gather_windows(features, ends, config.history)
-            prediction = model(torch.from_numpy(x).to(device), mask=torch.from_numpy(mask).to(device))[:, -1]
-            rows.append(torch.stack([prediction[:, 0], prediction[:, 1].exp()], 1).cpu().numpy())
-        out[sequence.name] = np.concatenate(rows).astype(np.float32)
-    return out
+    rows = [boundary_at(model, features, np.arange(start, min(len(features), start + eval_batch)), history)
+            for start in range(0, len(features), eval_batch)]
+    return np.concatenate(rows)
+
+
+@torch.no_grad()
+def boundary_at(model: BoundaryLSTM, features: np.ndarray, ends: np.ndarray, history: int) -> np.ndarray:
+    """(len(ends), 2) float32 predicted (mean, std) at the frames `ends`, one window each."""
+    device = next(model.parameters()).device
+    x, mask = gather_windows(features, ends, history)
+    prediction = model(torch.from_numpy(x).to(device), mask=torch.from_numpy(mask).to(device))[:, -1]
+    return torch.stack([prediction[:, 0], prediction[:, 1].exp()], 1).cpu().numpy().astype(np.float32)
 
 
 def write_with_boundary(logits_path: str | Path, boundary: dict[str, np.ndarray], output: str | Path) -> Path:

@@ -45,10 +45,17 @@ def predict_video(model: SequenceClassifier, features: np.ndarray, block: slice,
                     projected=projected)
         scores.append(out[:, -1].float().cpu().numpy())
     scores = np.concatenate(scores)
-    if config.eval_labels == "own":
-        return scores[:, block].argmax(1), scores
+    return labels_from_scores(scores, block, config.eval_labels), scores
+
+
+def labels_from_scores(scores: np.ndarray, block: slice, eval_labels: str) -> np.ndarray:
+    """The dataset's class ids of frames with scores (N, labels) over the concatenated vector: the
+    argmax within its block ("own"), or over every dataset's labels with FOREIGN where another's won
+    ("all")."""
+    if eval_labels == "own":
+        return scores[:, block].argmax(1)
     predicted = scores.argmax(1) - block.start
-    return np.where((predicted >= 0) & (predicted < block.stop - block.start), predicted, FOREIGN), scores
+    return np.where((predicted >= 0) & (predicted < block.stop - block.start), predicted, FOREIGN)
 
 
 @torch.no_grad()

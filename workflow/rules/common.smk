@@ -40,6 +40,8 @@ GROUPS = [tuple(group) for group in config.get("groups", [])]
 GROUP_SPLITS = config.get("group_splits") or SPLITS
 GROUP_NAMES = ["+".join(group) for group in GROUPS]
 GROUP_METHODS = (("joint", "lstm"), ("joint", "bnlstm"), ("joint", "ddlstm"))
+# Runs exported as bundles for `ddlstm predict` / `stream`: "<D1>+<D2>[+...]/split<k>/<run folder>".
+EXPORTS = config.get("exports", [])
 # Options of the train command whose flag is not --<key> (pipeline.training.config.RecurrentConfig, `flag`).
 RENAMED_FLAGS = {"inputs": "inputs-from"}
 # Table 1's methods: (protocol, model) of every run directory <protocol>-<model>-L<depth>.
@@ -125,6 +127,8 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     group=one_of([re.escape(name) for name in GROUP_NAMES]),
     seed=r"\d+",
+    names=one_of([re.escape(name) for name in PAIR_NAMES + GROUP_NAMES]),
+    run=r"[a-z0-9]+-(lstm|bnlstm|ddlstm)-L\d+(-s\d+)?",
     d1="|".join(DATASETS),
     d2="|".join(DATASETS),
     split=r"\d+",
@@ -461,6 +465,55 @@ def schedule():
     )
 
 
+def export_run(wildcards):
+    """The run folder a bundle is exported from, and its datasets in the run's order."""
+    names = wildcards.names.split("+")
+    folder = "recurrent" if len(names) == 2 else "groups"
+    protocol = wildcards.run.split("-")[0]
+    datasets = [names[1], names[0]] if protocol == "d2d1" else names
+    return f"results/{folder}/{wildcards.names}/split{wildcards.split}/{wildcards.run}", datasets
+
+
+# Where each route's frame classifier is saved: fine-tuning for videos, the linear classifier for features.
+CLASSIFIER_FOLDER = {"videos": "finetune", "features": "linear"}
+
+
+def export_inputs(wildcards):
+    folder, datasets = export_run(wildcards)
+    return {
+        "metrics": f"{folder}/metrics.csv",
+        "inputs": [f"results/boundary/{d}/split{wildcards.split}/inputs.h5" for d in datasets],
+        "classifiers": [
+            f"results/features/{d}/split{wildcards.split}/{CLASSIFIER_FOLDER[ROUTES[d]]}/model.pt"
+            for d in datasets
+        ],
+    }
+
+
+def export_options(wildcards):
+    """The export command's options besides its input files: the boundary folders, specs, rates, sizes."""
+    folder, datasets = export_run(wildcards)
+    size = config["frames"].get("size")
+    size = f"{size[0]}x{size[1]}" if isinstance(size, list) else size
+    parts = [
+        "--run",
+        folder,
+        "--boundary",
+        *[f"results/boundary/{d}/split{wildcards.split}/work" for d in datasets],
+        "--dataset-specs",
+        *[shlex.quote(json.dumps({"name": d, **config["datasets"][d]})) for d in datasets],
+        "--fps",
+        str(config["frames"]["fps"]),
+        "--extract-batch",
+        str(config["features"].get("extract_batch_size", 64)),
+        "--workflow-config",
+        shlex.quote(json.dumps(config)),
+    ]
+    if size is not None:
+        parts += ["--frame-size", str(size)]
+    return f"{' '.join(parts)} {tolerance_options()}"
+
+
 def get_final_output():
     """The tables and figures, and every HDF5 file of features on the way: asking for those too
     means a deleted one is made again, and then everything that depends on it."""
@@ -470,4 +523,5 @@ def get_final_output():
         *[f"results/boundary/{d}/split{s}/inputs.h5" for d, s in used],
         *[f"results/tables/{name}.{ext}" for name in table_names() for ext in ("csv", "md", "tex")],
         *[f"results/figures/{name}.png" for name in figure_names()],
+        *[f"results/models/{run}.ddlstm" for run in EXPORTS],
     ]

@@ -124,3 +124,26 @@ rule alpha_init:
     shell:
         "python -m pipeline train --restart-on-change --inputs {input} --output-dir {params.folder} --model ddlstm "
         "--layers {wildcards.depth} {params.options} > {log} 2>&1"
+
+
+rule export:
+    """A finished run as one bundle (frame classifiers, boundary models, the recurrent model) for `ddlstm predict` / `stream`."""
+    input:
+        unpack(export_inputs),
+    output:
+        bundle="results/models/{names}/split{split}/{run}.ddlstm",
+    log:
+        "results/logs/export/{names}/split{split}/{run}.log",
+    benchmark:
+        "results/benchmarks/export/{names}/split{split}/{run}.tsv"
+    conda:
+        "../envs/ddlstm.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        options=export_options,
+    shell:
+        "python -m pipeline export --inputs {input.inputs} --frame-classifiers {input.classifiers} "
+        "{params.options} --output {output.bundle} > {log} 2>&1"
