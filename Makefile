@@ -19,9 +19,15 @@ $(VENV)/.installed: pyproject.toml Makefile
 # The workflow's rules call `python`: the environment's, first on PATH.
 RUN := PATH="$(abspath $(VENV))/bin:$$PATH"
 
-demo: $(VENV)/.installed  ## install, then run the default workflow end to end, and its HTML report
+# The demo's exported model (config/config.yaml, exports) and a test video of its split.
+DEMO_MODEL := results/models/synsalads+syncooking/split1/joint-ddlstm-L3.ddlstm
+DEMO_VIDEO := resources/synthetic/syncooking/videos/s01-d01-cam-002.mp4
+
+demo: $(VENV)/.installed  ## install, run the default workflow end to end and its HTML report, then use the exported model
 	$(RUN) snakemake --cores all
 	$(RUN) snakemake --report results/report.html
+	$(RUN) ddlstm predict --model $(DEMO_MODEL) --dataset syncooking $(DEMO_VIDEO) --output results/predict
+	$(RUN) ddlstm stream --model $(DEMO_MODEL) --dataset syncooking $(DEMO_VIDEO) --output results/predict/stream.tsv
 
 test: $(VENV)/.installed  ## install, then run the test suite
 	$(RUN) $(PY) -m pytest -q
@@ -35,6 +41,7 @@ bench: $(VENV)/.installed  ## speed: recurrent models vs nn.LSTM, decoding vs ff
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/extract.py
 	$(PY) benchmarks/evaluate.py
+	$(PY) benchmarks/stream.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

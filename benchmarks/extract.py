@@ -1,9 +1,11 @@
 """Logit extraction rate against the backbone's raw forward rate at the same batch size.
 
 Raw: the network alone on a ready, normalised batch, over and over. Extraction: the whole
-`extract_logits` path (frame store reads, central crop and normalisation in a prefetch thread,
-forward, HDF5 writes), over frame stores of the same total frame count. Both untrained networks
-with 48 classes under `torch.inference_mode()`, alternating, best of `--repeats`.
+`extract_logits` path (frame store reads, central crop and normalisation, forward, HDF5 writes)
+with the CPU's defaults (float32, batches prepared in this process: `workers` 0), over frame stores
+of the same total frame count. Both untrained networks with 48 classes under
+`torch.inference_mode()`, alternating, best of `--repeats`. Worker processes and bf16, and
+fine-tuning's rate: `benchmarks/cnn.py`.
 
     python benchmarks/extract.py                 # demo and paper sizes
     python benchmarks/extract.py --sizes demo --repeats 5
@@ -70,7 +72,8 @@ def raw_rate(model, split_frames, input_size: int, batch: int, frames: int) -> f
 
 def extract_rate(split_frames, folder: Path, batch: int, frames: int) -> float:
     start = time.perf_counter()
-    extract_logits(split_frames, folder / "model.pt", folder / "logits.h5", batch_size=batch, device="cpu")
+    extract_logits(split_frames, folder / "model.pt", folder / "logits.h5", batch_size=batch, device="cpu",
+                   precision="fp32", workers=0)
     return frames / (time.perf_counter() - start)
 
 

@@ -5,9 +5,10 @@ that reruns only what depends on it."""
 import csv
 import re
 import shutil
+import sys
 
 import pytest
-from snakemake_runs import ROOT, SNAKEMAKE, TINY_CONFIG, copy_workflow, planned, snakemake
+from snakemake_runs import ROOT, SNAKEMAKE, TINY_CONFIG, copy_workflow, planned, run_bounded, snakemake
 
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install '.[workflow]')")
 
@@ -166,3 +167,37 @@ def test_every_file_a_later_rule_reads_is_an_output(tiny_run, tmp_path):
     assert jobs.get("train") == 1 and jobs.get("figures") == 1, jobs
     header = (tiny_run / "results/recurrent/synbreakfast+syncooking/split1/joint-lstm-L1/alphas.csv").read_text()
     assert header == "iteration,layer\n"  # a run without alphas writes the file all the same
+
+
+def test_an_exported_run_predicts_its_test_videos_from_the_videos_and_streams_them(tiny_run, tmp_path):
+    # the workflow's bundle target, then `ddlstm predict` on a test video's recording and on its frame store:
+    # the run's own predictions, frame for frame; `ddlstm stream` on the recording gives predict's labels
+    import numpy as np
+
+    from pipeline.features.logits import Logits
+
+    target = "results/models/synbreakfast+syncooking/split1/joint-ddlstm-L1.ddlstm"
+    result = snakemake(target, "--cores", "2", "--configfile", TINY_CONFIG, cwd=tiny_run)
+    assert result.returncode == 0, result.stdout[-3000:]
+    saved = np.load(tiny_run / "results/recurrent/synbreakfast+syncooking/split1/joint-ddlstm-L1/predictions.npz")
+    with Logits(tiny_run / "results/features/syncooking/split1/logits.h5") as logits:
+        class_names = logits.class_names
+    command = [sys.executable, "-m", "pipeline"]
+    for video in [key.split("/")[1] for key in saved.files if key.startswith("syncooking/")]:
+        expected = [class_names[k] if k >= 0 else None for k in saved[f"syncooking/{video}"]]
+        recording = next((tiny_run / "resources/synthetic/syncooking/videos").glob(f"{video}.*"))
+        for name, source in (("video", recording), ("store", tiny_run / f"results/frames/syncooking/{video}.npy")):
+            out = tmp_path / name
+            predicted = run_bounded([*command, "predict", "--model", target, "--dataset", "syncooking", str(source),
+                                     "--output", str(out), "--device", "cpu"], 600, cwd=tiny_run)
+            assert predicted.returncode == 0, predicted.stdout[-3000:]
+            labels = (out / f"{video}.txt").read_text().splitlines()
+            assert len(labels) == len(expected), (name, video)
+            # another dataset's label (-1 in predictions.npz) is written as <dataset>:<class>
+            assert [label if ":" not in label else None for label in labels] == expected, (name, video)
+    streamed = run_bounded([*command, "stream", "--model", target, "--dataset", "syncooking", str(recording),
+                            "--device", "cpu"], 600, cwd=tiny_run)
+    assert streamed.returncode == 0, streamed.stdout[-3000:]
+    lines = [line.split("\t") for line in streamed.stdout.splitlines() if line.count("\t") == 2]
+    assert [label for _, label, _ in lines] == (tmp_path / "video" / f"{video}.txt").read_text().splitlines()
+    assert "frames/s" in streamed.stdout

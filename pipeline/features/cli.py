@@ -52,10 +52,15 @@ def extract_main(argv=None) -> int:
     parser.add_argument("--output", required=True, help="HDF5 file to write")
     parser.add_argument("--batch-size", type=int, default=64, help="frames per forward pass (default: 64)")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
+    from .frame_batches import PRECISION_HELP, PRECISIONS, WORKERS_HELP
+
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=f"{PRECISION_HELP} (default: auto)")
+    parser.add_argument("--workers", type=int, default=None, help=f"{WORKERS_HELP} (default: None)")
     args = parser.parse_args(argv)
     from .extract import extract_logits
 
-    extract_logits(_split_frames(args), args.model, args.output, args.batch_size, args.device)
+    extract_logits(_split_frames(args), args.model, args.output, args.batch_size, args.device, args.precision,
+                   args.workers)
     return 0
 
 

@@ -5,11 +5,14 @@ rate over all steps, run by the training loop every step of the pipeline shares
 (`pipeline.trainer.Trainer`). Resumable exactly: every step's frames, crops and dropout are
 functions of (seed, epoch, step) alone, and `checkpoint.pt` (model, optimiser, position, metrics so
 far, the epoch's running sums) is written every `checkpoint_every` steps and at every epoch's end,
-so a killed run restarted with the same configuration continues to the same weights. Outputs in
-`output_dir`:
+so a killed run restarted with the same configuration continues to the same weights, however many
+loader processes (`workers`) either run used: a step's batch is the same wherever it is prepared
+(`frame_batches.TrainingBatches`). On CUDA the network runs channels_last under bfloat16 autocast
+(`precision: auto`), the weights, the loss and the SGD step in float32. Outputs in `output_dir`:
 
     checkpoint.pt   the resumable state (kept after the run, for inspection)
-    model.pt        the fine-tuned classifier and everything extraction needs to use it
+    model.pt        the fine-tuned classifier, everything extraction needs to use it, and the
+                    precision it was trained in
     metrics.csv     one row per epoch: training loss and accuracy, test-frame accuracy, lr, time
     train_log.csv   the training loss every few steps
     config.json     the configuration of the run
@@ -24,7 +27,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
@@ -35,7 +37,21 @@ from ..optim import SGD
 from ..options import option
 from ..trainer import CheckpointError, Trainer, load_checkpoint
 from .backbone import create_backbone
-from .frame_batches import Preprocess, SplitFrames
+from .frame_batches import (
+    PRECISION_HELP,
+    PRECISIONS,
+    WORKERS_HELP,
+    BatchLoader,
+    EvaluationBatches,
+    Preprocess,
+    SplitFrames,
+    TrainingBatches,
+    autocast,
+    prepare_network,
+    resolve_precision,
+    resolve_workers,
+    to_network,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +79,15 @@ class FinetuneConfig:
     checkpoint_every: int = option(200, "steps between checkpoints (and one at each epoch's end)")
     seed: int = option(0, "random seed: the same seed and configuration give the same weights")
     device: str = option("auto", "'auto' (CUDA when present), 'cpu', 'cuda', 'cuda:1', ...")
+    precision: str = option("auto", PRECISION_HELP, choices=PRECISIONS)
+    workers: int | None = option(None, WORKERS_HELP)
 
     def resumable_fields(self) -> dict:
-        """What must match for a checkpoint to be continued (the device may change)."""
+        """What must match for a checkpoint to be continued (the device and the number of loader
+        processes may change: the latter changes nothing in the results)."""
         values = asdict(self)
         values.pop("device")
+        values.pop("workers")
         return values
 
 
@@ -76,17 +96,36 @@ def _epoch_sums() -> dict:
     return {"loss": 0.0, "correct": 0, "frames": 0, "seconds": 0.0}
 
 
-@torch.no_grad()
-def evaluate(model, frames: SplitFrames, preprocess: Preprocess, device, stride: int, batch_size: int) -> float:
-    """Frame accuracy on every `stride`-th test frame."""
+def _deferred_read_back(device: torch.device) -> bool:
+    """Whether a step leaves its loss and accuracy on the device (read back at log rows, checkpoints
+    and the epoch's end) instead of waiting for them: on CUDA, so that this process queues the next
+    steps while the GPU runs; on the CPU nothing is gained, and the sums stay Python numbers."""
+    return device.type == "cuda"
+
+
+def network_logits(model, preprocess: Preprocess, crops: torch.Tensor, device: torch.device,
+                   precision: str) -> torch.Tensor:
+    """(N, C) float32 logits on `device` of central crops (`Preprocess.central_crop`, uint8 on the
+    CPU, pinned or not): moved to `device`, normalised there, through the network in its memory
+    format and `precision` ('fp32' or 'bf16'). The model is put in its memory format for `device`
+    (`prepare_network`) and must be in evaluation mode."""
+    prepare_network(model, device)
+    with torch.inference_mode():
+        inputs = to_network(preprocess.normalise(to_network(crops, device)), device)
+        with autocast(device, precision):
+            logits = model(inputs)
+        return logits.float()
+
+
+def evaluate(model, batches, preprocess: Preprocess, device, precision: str) -> float:
+    """Frame accuracy over `batches` of (central crops, labels)."""
     model.eval()
-    rows = frames.frame_index("test", stride)
-    correct = 0
-    for start in range(0, len(rows), batch_size):
-        images, labels = frames.read(rows[start : start + batch_size])
-        logits = model(preprocess(images).to(device))
-        correct += int((logits.argmax(1).cpu() == torch.from_numpy(labels)).sum())
-    return correct / max(1, len(rows))
+    correct = frames = 0
+    for crops, labels in batches:
+        logits = network_logits(model, preprocess, crops, device, precision)
+        correct += int((logits.argmax(1).cpu() == labels).sum())
+        frames += len(labels)
+    return correct / max(1, frames)
 
 
 def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path, on_step=None,
@@ -101,9 +140,12 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
     output_dir.mkdir(parents=True, exist_ok=True)
     frames.check()
     device = select_device(config.device)
+    precision = resolve_precision(config.precision, device)
+    workers = resolve_workers(config.workers, device)
     torch.manual_seed(config.seed)  # the initial weights of everything not loaded from a file
     model = create_backbone(config.backbone, len(frames.class_names), config.weights,
                             reverse_channels=config.reverse_channels, **config.backbone_args).to(device)
+    prepare_network(model, device)
     data_config = model.pretrained_cfg
     train_preprocess = Preprocess(config.input_size, data_config["mean"], data_config["std"], train=True)
     eval_preprocess = Preprocess(config.input_size, data_config["mean"], data_config["std"], train=False)
@@ -117,49 +159,73 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
                          "batch normalisation needs batches of at least 2")
     steps_per_epoch = per_epoch // batch_size
     total_steps = steps_per_epoch * config.epochs
+    log.info("fine-tuning on %s in %s, %d loader process(es)", device, precision, workers)
+    training = TrainingBatches(frames, train_preprocess, train_rows, per_epoch, batch_size, config.seed)
+    test_rows = frames.frame_index("test", config.eval_stride)
+    test_batches = EvaluationBatches(frames, eval_preprocess, [test_rows[start : start + batch_size]
+                                                               for start in range(0, len(test_rows), batch_size)],
+                                     compact=workers > 0)
+    pin_memory = device.type == "cuda"
+    loaders: dict[str, BatchLoader] = {}  # started at the first step (the resumed position) and evaluation
 
     trainer = Trainer(model, optimizer, output_dir, config.resumable_fields(), config.checkpoint_every,
                       f"fine-tune {frames.dataset.name} split {frames.split}")
     trainer.resume(restart_on_change)
     write_text(output_dir / "config.json", json.dumps(asdict(config), indent=2) + "\n")
-    orders: dict[int, np.ndarray] = {}
+    batches = {}
+    deferred = _deferred_read_back(device)
 
     def step(global_step: int) -> float:
         epoch, step_in_epoch = divmod(global_step, steps_per_epoch)
-        if epoch not in orders:
-            orders[epoch] = np.random.default_rng([config.seed, epoch]).permutation(len(train_rows))[:per_epoch]
-        order = orders[epoch]
         started = time.monotonic()
-        rng = np.random.default_rng([config.seed, epoch, step_in_epoch])
-        torch.manual_seed(int(rng.integers(2**62)))  # dropout
-        images, labels = frames.read(train_rows[order[step_in_epoch * batch_size : (step_in_epoch + 1) * batch_size]])
-        inputs, targets = train_preprocess(images, rng).to(device), torch.from_numpy(labels).to(device)
+        if "train" not in loaders:
+            loaders["train"] = BatchLoader(training, range(global_step, total_steps), workers, pin_memory)
+            batches["train"] = iter(loaders["train"])
+        number, images, labels, dropout_seed = next(batches["train"])
+        if number != global_step:  # cannot happen: the loader keeps the order of its indices
+            raise RuntimeError(f"fine-tuning: the loader gave step {number}'s batch at step {global_step}")
+        torch.manual_seed(dropout_seed)
+        inputs, targets = to_network(images, device), labels.to(device, non_blocking=True)
         for group in optimizer.param_groups:
             group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
         model.train()
-        logits = model(inputs)
-        loss = F.cross_entropy(logits, targets)
+        with autocast(device, precision):
+            logits = model(inputs)
+        loss = F.cross_entropy(logits.float(), targets)  # float32, as the optimiser step
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         sums = trainer.extra.setdefault("sums", _epoch_sums())
-        sums["loss"] += loss.item() * len(labels)
-        sums["correct"] += int((logits.argmax(1) == targets).sum())
+        correct = (logits.argmax(1) == targets).sum()
+        if deferred:  # tensors on the device (a checkpoint saves them as they are)
+            sums["loss"] = loss.detach().double() * len(labels) + sums["loss"]
+            sums["correct"] = correct + sums["correct"]
+        else:
+            sums["loss"] += loss.item() * len(labels)
+            sums["correct"] += int(correct)
         sums["frames"] += len(labels)
         sums["seconds"] += time.monotonic() - started
         if step_in_epoch + 1 == steps_per_epoch:  # the epoch's row of metrics.csv
-            test_accuracy = evaluate(model, frames, eval_preprocess, device, config.eval_stride, batch_size)
+            if "test" not in loaders:
+                loaders["test"] = BatchLoader(test_batches, range(len(test_batches)), workers, pin_memory,
+                                              persistent=True)
+            test_accuracy = evaluate(model, loaders["test"], eval_preprocess, device, precision)
             row = {"epoch": epoch + 1, "steps": (epoch + 1) * steps_per_epoch,
-                   "train_loss": sums["loss"] / sums["frames"], "train_accuracy": sums["correct"] / sums["frames"],
+                   "train_loss": float(sums["loss"]) / sums["frames"],
+                   "train_accuracy": int(sums["correct"]) / sums["frames"],
                    "test_accuracy": test_accuracy, "lr": optimizer.param_groups[0]["lr"],
                    "seconds": round(sums["seconds"], 2)}
             trainer.log("metrics", row)
             log.info("epoch %d: %s", epoch + 1, row)
             trainer.extra["sums"] = _epoch_sums()  # metrics.csv is written with the epoch's checkpoint
-        return loss.item()
+        return loss.detach() if deferred else loss.item()
 
-    trainer.run(total_steps, step, on_step, log_every=max(1, min(50, steps_per_epoch)),
-                checkpoint_also=lambda done: done % steps_per_epoch == 0)
+    try:
+        trainer.run(total_steps, step, on_step, log_every=max(1, min(50, steps_per_epoch)),
+                    checkpoint_also=lambda done: done % steps_per_epoch == 0)
+    finally:  # the loader processes end with the run, however it ends
+        for loader in loaders.values():
+            loader.close()
     # Writes metrics.csv too, also when a finished run is restarted (its outputs deleted, its
     # checkpoint kept): the metrics come back from the checkpoint.
     trainer.save()
@@ -167,7 +233,7 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
     save_torch({"model": model.state_dict(), "backbone": config.backbone,
                 "backbone_args": config.backbone_args, "input_size": config.input_size,
                 "class_names": frames.class_names, "dataset": frames.dataset.name, "split": frames.split,
-                "fps": frames.dataset.fps, "config": asdict(config)}, model_path)
+                "fps": frames.dataset.fps, "precision": precision, "config": asdict(config)}, model_path)
     return model_path
 
 

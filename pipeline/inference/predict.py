@@ -107,9 +107,10 @@ class Predictor:
         self.feature_std = None if features is None else features["std"].numpy()
         frame = self.part["frame_classifier"]
         if frame["kind"] == "cnn":
-            from ..features.frame_batches import Preprocess
+            from ..features.frame_batches import Preprocess, prepare_network
 
             self.preprocess = Preprocess(frame["input_size"], frame["mean"], frame["std"], train=False)
+            prepare_network(self.classifier, self.device)  # the memory format extraction ran it in
         # every dataset's label names, for a frame whose best label is another dataset's
         self.global_names = [f"{other}:{label}" for other, part in sorted(bundle.content["datasets"].items(),
                                                                           key=lambda item: item[1]["index"])

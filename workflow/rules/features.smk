@@ -1,4 +1,9 @@
 FEATURE_OPTIONS = options(config["features"], skip=("extract_batch_size",))
+# Extraction takes the precision and the loader processes of fine-tuning's section (unset: the
+# step's defaults, fp32 and in-process loading on the CPU, bf16 and worker processes on CUDA).
+EXTRACT_OPTIONS = options(
+    {key: config["features"][key] for key in ("precision", "workers") if key in config["features"]}
+)
 
 
 rule finetune:
@@ -58,10 +63,11 @@ rule extract:
         store=config["frames"]["store"],
         fps=config["frames"]["fps"],
         batch=config["features"].get("extract_batch_size", 64),
+        options=EXTRACT_OPTIONS,
     shell:
         "python -m pipeline extract --dataset {params.spec:q} --split {wildcards.split} "
         "--frames results/frames/{wildcards.dataset} --store {params.store} --fps {params.fps} "
-        "--model {input.model} --output {output.logits} --batch-size {params.batch} > {log} 2>&1"
+        "--model {input.model} --output {output.logits} --batch-size {params.batch} {params.options} > {log} 2>&1"
 
 
 rule linear:
