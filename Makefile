@@ -42,6 +42,7 @@ bench: $(VENV)/.installed  ## speed: recurrent models vs nn.LSTM, decoding vs ff
 	$(PY) benchmarks/extract.py
 	$(PY) benchmarks/evaluate.py
 	$(PY) benchmarks/stream.py
+	$(PY) benchmarks/cnn.py --device cpu --threads 1
 
 clean:
 	rm -rf $(VENV) .pytest_cache
