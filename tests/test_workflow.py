@@ -201,3 +201,17 @@ def test_an_exported_run_predicts_its_test_videos_from_the_videos_and_streams_th
     lines = [line.split("\t") for line in streamed.stdout.splitlines() if line.count("\t") == 2]
     assert [label for _, label, _ in lines] == (tmp_path / "video" / f"{video}.txt").read_text().splitlines()
     assert "frames/s" in streamed.stdout
+
+
+def test_the_beyond_configs_differ_only_in_the_recurrent_input(tmp_path):
+    import yaml
+
+    logits, features = (yaml.safe_load((ROOT / f"config/{name}.yaml").read_text())
+                        for name in ("beyond", "beyond-features"))
+    assert (logits["recurrent"].pop("inputs"), features["recurrent"].pop("inputs")) == ("logits", "features")
+    logits["recurrent"].pop("input_projection")
+    assert features["recurrent"].pop("input_projection") > 0
+    assert logits == features
+    jobs = plan_with_placeholder_data(copy_workflow(tmp_path), "config/beyond.yaml")
+    assert jobs["train"] == 5 * 4 and jobs["train_seed"] == 5 * 4 * 2  # Table 1's runs, 4 splits, seeds 1 and 2
+    assert jobs["train_group"] == 3 * 4 and jobs["train_group_seed"] == 3 * 4 * 2
