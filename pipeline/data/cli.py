@@ -53,29 +53,34 @@ def synthetic_main(argv=None) -> int:
 
 
 def synthetic_features_main(argv=None) -> int:
-    from .synthetic.features import DEFAULT_PATTERN, FeatureModel, write_folder
-    from .synthetic.features import __doc__ as description
+    from .synthetic import features as synthesis
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline synthetic-features", description=description,
+    parser = argparse.ArgumentParser(prog="python -m pipeline synthetic-features", description=synthesis.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, help="MS-TCN folder with groundTruth/ and mapping.txt")
     parser.add_argument("--output", required=True, help="MS-TCN folder to write (features/, groundTruth/, ...)")
-    parser.add_argument("--name", help="seeds the dataset's class means and distortion (default: the source's name)")
+    parser.add_argument("--name", help="seeds the dataset's class means and distortion and picks its preset model "
+                                       "(default: the source's name)")
     parser.add_argument("--participants", type=int, help="participants kept, spread over all (default: all)")
     parser.add_argument("--videos-per-participant", type=int, help="videos kept per participant (default: all)")
-    parser.add_argument("--participant-pattern", default=DEFAULT_PATTERN,
-                        help=f"regex whose first group is a video's participant (default: {DEFAULT_PATTERN})")
-    defaults = FeatureModel()
-    for field, text in (("dim", "feature dimension D"), ("noise", "std of the per-frame noise"),
-                        ("drift", "std of the slow per-video drift"),
-                        ("drift_coefficient", "AR(1) coefficient of the drift"), ("seed", "random seed")):
+    parser.add_argument("--participant-pattern", default=synthesis.DEFAULT_PATTERN,
+                        help=f"regex whose first group is a video's participant (default: {synthesis.DEFAULT_PATTERN})")
+    parser.add_argument("--preset", default=synthesis.DEFAULT_PRESET, choices=sorted(synthesis.PRESETS),
+                        help="feature model: v1 the first (own class means, white noise, affine distortion), v2 the "
+                             "harder one calibrated for the convergence study (default: "
+                             f"{synthesis.DEFAULT_PRESET}); the options below change it")
+    defaults = synthesis.FeatureModel()
+    for field in synthesis.model_fields():
         value = getattr(defaults, field)
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value,
-                            help=f"{text} (default: {value})")
+        kind = (lambda text: text.lower() in ("1", "true", "yes")) if isinstance(value, bool) else type(value)
+        presets = ", ".join(f"{name} {getattr(synthesis.feature_model('', name), field)}" for name in synthesis.PRESETS)
+        parser.add_argument(f"--{field.replace('_', '-')}", type=kind,
+                            help=f"{synthesis.HELP[field]} (default: the preset's: {presets})")
     args = parser.parse_args(argv)
-    model = FeatureModel(args.dim, args.noise, args.drift, args.drift_coefficient, args.seed)
-    videos = write_folder(args.source, args.output, args.name, model, args.participants, args.videos_per_participant,
-                          args.participant_pattern)
+    changes = {field: getattr(args, field) for field in synthesis.model_fields() if getattr(args, field) is not None}
+    model = synthesis.feature_model(args.name or Path(args.source).name, args.preset, **changes)
+    videos = synthesis.write_folder(args.source, args.output, args.name, model, args.participants,
+                                    args.videos_per_participant, args.participant_pattern)
     print(f"wrote {len(videos)} videos to {args.output}")
     return 0
 
