@@ -47,8 +47,8 @@ def synthetic_bundle(size: str, source: str, folder: Path):
     torch.manual_seed(0)
     config = RecurrentConfig(protocol="joint", model="ddlstm", layers=layers, hidden=hidden, history=history,
                              device="cpu")
-    input_size = classes + 2  # the dataset's logits in its own block (one dataset here) and the boundary
-    recurrent = SequenceClassifier("ddlstm", input_size, classes, config, 2)
+    recurrent_inputs = classes + 2  # the dataset's logits in its own block (one dataset here) and the boundary
+    recurrent = SequenceClassifier("ddlstm", recurrent_inputs, classes, config, 2)
     if source == "features":
         classifier = {"kind": "linear", "state": LinearClassifier(dim, classes).state_dict(), "dim": dim,
                       "feature_layout": "auto"}
@@ -69,7 +69,7 @@ def synthetic_bundle(size: str, source: str, folder: Path):
     content = {"format": FORMAT, "format_version": FORMAT_VERSION, "project_version": "benchmark",
                "run": {"folder": "", "config": vars(config) | {"datasets": ["bench split 1"]}, "datasets": ["bench"]},
                "workflow_config": "", "frames": {"fps": FPS},
-               "recurrent": {"state": recurrent.state_dict(), "input_size": input_size, "num_labels": classes,
+               "recurrent": {"state": recurrent.state_dict(), "input_size": recurrent_inputs, "num_labels": classes,
                              "num_domains": 2, "layout": {"offsets": [0], "input_offsets": [0], "widths": [classes],
                                                           "logit_columns": classes, "boundary": True}},
                "datasets": {"bench": part}}

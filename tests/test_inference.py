@@ -209,3 +209,20 @@ def test_the_command_lines_fail_in_one_line_naming_the_file(exported, tmp_path):
     lines = (tmp_path / "stream.tsv").read_text().splitlines()
     assert [line.split("\t")[1] for line in lines] == (tmp_path / "out/P01_tea.txt").read_text().splitlines()
     assert "frames/s" in result.stderr and "95th percentile" in result.stderr
+
+
+def test_stream_benchmark_runs_its_demo_size_from_a_video_and_from_features(tmp_path):
+    """benchmarks/stream.py builds its bundles by hand: they must stay loadable and streamable."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_stream", Path(__file__).parents[1] / "benchmarks/stream.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "warm").mkdir()
+    threads = torch.get_num_threads()  # measure() sets them
+    try:
+        for source in ("video", "features"):
+            found = module.measure("demo", source, 6, 1, "cpu", tmp_path)
+            assert found["frames"] == 6 and found["frames_per_s"] > 0
+    finally:
+        torch.set_num_threads(threads)

@@ -99,7 +99,7 @@ def test_smooth_noise_is_correlated_in_time_and_softplus_makes_features_positive
         noise = values - values.mean(axis=0)
         return np.mean([np.corrcoef(noise[1:, d], noise[:-1, d])[0, 1] for d in range(values.shape[1])])
 
-    base = dict(dim=8, separation=0.0, drift=0.0, gap=0.0)
+    base = {"dim": 8, "separation": 0.0, "drift": 0.0, "gap": 0.0}
     assert abs(lag_one_correlation(FeatureModel(**base, smooth=0.0))) < 0.1
     assert lag_one_correlation(FeatureModel(**base, smooth=0.5)) == pytest.approx(0.5 * 0.95, abs=0.1)
     write_folder(source, tmp_path / "positive", name="toy", model=feature_model("toy", "v2", dim=8))
