@@ -94,6 +94,12 @@ for _reading, _changes in READINGS.items():
         VARIANTS[f"paper-{_reading}-{_model}"] = {**PAPER, **_changes, "model": _model}
     for _alpha in (0.5, 1.0):  # Fig. 7's other initial values
         VARIANTS[f"paper-{_reading}-ddlstm-a{_alpha}"] = {**PAPER, **_changes, "model": "ddlstm", "alpha_init": _alpha}
+# the paper's history (200, four times the study's) under the two readings that train at 50: does each
+# stay stable there (the window-sum loss's gradient grows with the history, Adam's step does not)?
+for _reading in ("ws", "fa"):
+    VARIANTS[f"paper-{_reading}-ddlstm-h200"] = {**PAPER, **READINGS[_reading], "model": "ddlstm", "history": 200,
+                                                  "iterations": 3000, "eval_every": 1000, "checkpoint_every": 1000,
+                                                  "log_every": 50}
 # calibration of the feature model: the joint models at the study's size and the demo's fast optimiser
 CALIBRATION = {**SMALL, "iterations": 3000, "lr": 0.5, "momentum": 0.9, "clip_grad_norm": 5.0, "eval_every": 500,
                "log_every": 100, "checkpoint_every": 1000}
