@@ -33,7 +33,7 @@ test: $(VENV)/.installed  ## install, then run the test suite
 	$(RUN) $(PY) -m pytest -q
 
 lint: $(VENV)/.installed  ## ruff on the Python code, snakefmt on the workflow (both gate CI)
-	$(RUN) ruff check pipeline tests benchmarks studies
+	$(RUN) ruff check pipeline tests benchmarks studies setup.py
 	$(RUN) snakefmt --check Snakefile workflow
 
 bench: $(VENV)/.installed  ## speed: recurrent models vs nn.LSTM, decoding vs ffmpeg, extraction vs the raw forward

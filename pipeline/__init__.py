@@ -8,4 +8,19 @@ Subpackages: `pipeline.models` (LSTM / BNLSTM / DDLSTM and DDBN as PyTorch layer
 `python -m pipeline <step>` (or the `ddlstm` command) runs one step; docs/method.md is the method.
 """
 
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    """pyproject.toml's version: as installed, or read from the checkout when the package is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("ddlstm")
+    except metadata.PackageNotFoundError:
+        import tomllib
+        from pathlib import Path
+
+        return tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["version"]
+
+
+__version__ = _version()

@@ -10,6 +10,7 @@ import os
 import sys
 
 STEPS = {
+    "init": ("pipeline.deploy:init_main", "write a working directory for one experiment (a preset or your config)"),
     "synthetic": ("pipeline.data.cli:synthetic_main", "write the embedded synthetic kitchen datasets"),
     "synthetic-features": ("pipeline.data.cli:synthetic_features_main",
                            "an MS-TCN folder with features synthesised from real label sequences"),
@@ -34,7 +35,8 @@ STEPS = {
 def usage() -> str:
     width = max(len(name) for name in STEPS)
     lines = [f"  {name:<{width}}  {summary}" for name, (_, summary) in STEPS.items()]
-    return ("usage: python -m pipeline <step> [options]   (--debug: a failure's traceback too)\n\nsteps:\n"
+    return ("usage: ddlstm <step> [options]   (or python -m pipeline <step>; --debug: a failure's traceback too;"
+            " --version)\n\nsteps:\n"
             + "\n".join(lines))
 
 
@@ -53,6 +55,11 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv or os.environ.get("DDLSTM_DEBUG", "") not in ("", "0")
     argv = [arg for arg in argv if arg != "--debug"]
+    if argv[:1] == ["--version"]:
+        from .deploy import version
+
+        print(f"ddlstm {version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in STEPS:
         print(usage())
         if argv and argv[0] not in ("-h", "--help"):

@@ -56,3 +56,18 @@ def test_every_option_has_help():
     for config_class, _, _ in SECTIONS.values():
         for item in fields(config_class):
             assert item.metadata.get("help"), f"{config_class.__name__}.{item.name} has no help text"
+
+
+@pytest.mark.parametrize("section", SECTIONS)
+def test_a_default_in_the_schema_is_the_steps_own(section):
+    # a config that leaves a key out gets the same value whether the workflow or the step fills it in
+    config_class = SECTIONS[section][0]
+    defaults = {f.name: f.default for f in fields(config_class)}
+    for key, spec in SCHEMA["properties"][section]["properties"].items():
+        if "default" in spec and key in defaults:
+            assert spec["default"] == defaults[key], f"{section}.{key}: schema {spec['default']!r}, step {defaults[key]!r}"
+
+
+def test_a_config_must_name_only_its_datasets_and_pairs():
+    assert SCHEMA["required"] == ["datasets", "pairs"]
+    assert "`datasets` and `pairs`" in DOCS

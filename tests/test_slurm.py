@@ -6,19 +6,24 @@ Skipped where SLURM is not installed or the tests do not run as root, unless DDL
 by .ci/run), which turns those reasons into failures."""
 
 import collections
-import csv
 import importlib.util
-import io
 import os
 import re
 import shutil
 import time
 from pathlib import Path
 
-import h5py
-import numpy as np
 import pytest
-from snakemake_runs import ROOT, SNAKEMAKE, TINY_CONFIG, copy_workflow, planned, run_bounded, snakemake
+from snakemake_runs import (
+    ROOT,
+    SNAKEMAKE,
+    TINY_CONFIG,
+    differences,
+    initialise,
+    planned,
+    run_bounded,
+    snakemake,
+)
 
 CLUSTER_SCRIPT = ROOT / "tests/slurm/cluster.sh"
 PROFILES = ("--profile", "workflow/profiles/slurm", "--profile", "workflow/profiles/slurm-test")
@@ -64,11 +69,11 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory):
-    """The tiny configuration run with `--executor slurm` through the real and the test profile:
-    (the workflow folder, Snakemake's output)."""
+    """The tiny configuration run with `--executor slurm` through the real and the test profile, in a working
+    directory `ddlstm init` wrote (its profiles are the ones used): (the folder, Snakemake's output)."""
     _, env = cluster
-    folder = copy_workflow(tmp_path_factory.mktemp("slurm-workflow"))
-    result = snakemake(*PROFILES, "--configfile", TINY_CONFIG, cwd=folder, env=env, timeout=900)
+    folder = initialise(tmp_path_factory.mktemp("slurm") / "experiment", "--config", str(ROOT / TINY_CONFIG))
+    result = snakemake(*PROFILES, cwd=folder, env=env, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:]
     return folder, result
 
@@ -112,64 +117,7 @@ def test_every_job_went_through_sbatch(cluster, slurm_run):
 
 def test_results_equal_a_local_run(slurm_run, tiny_run):
     folder, _ = slurm_run
-    assert _differences(tiny_run, folder) == []
-
-
-# Outputs not compared: timings (columns named ...seconds...), the run folder's path, logs and benchmarks,
-# and the files whose contents the compared ones already are (checkpoints, figures' pixels).
-NOT_COMPARED_FOLDERS = {"logs", "benchmarks"}
-NOT_COMPARED_SUFFIXES = {".pt", ".png"}
-
-
-def _differences(first: Path, second: Path) -> list[str]:
-    """The results/ files that differ between two workflow folders, or exist in only one."""
-    def outputs(folder):
-        results = folder / "results"
-        return {path.relative_to(results) for path in results.rglob("*")
-                if path.is_file() and path.relative_to(results).parts[0] not in NOT_COMPARED_FOLDERS}
-
-    ours, theirs = outputs(first), outputs(second)
-    found = [f"{name}: only in one run" for name in sorted(map(str, ours ^ theirs))]
-    for name in sorted(ours & theirs):
-        a, b = first / "results" / name, second / "results" / name
-        if name.suffix in NOT_COMPARED_SUFFIXES:
-            continue
-        if name.suffix == ".npy":
-            same = np.array_equal(np.load(a), np.load(b))
-        elif name.suffix == ".npz":
-            with np.load(a) as x, np.load(b) as y:
-                same = x.files == y.files and all(np.array_equal(x[key], y[key]) for key in x.files)
-        elif name.suffix == ".h5":
-            same = _hdf5_contents(a) == _hdf5_contents(b)
-        else:
-            same = _text(a, first) == _text(b, second)
-        if not same:
-            found.append(str(name))
-    return found
-
-
-def _text(path: Path, folder: Path):
-    """A text output with the run folder's path replaced; a CSV without its timing columns."""
-    text = path.read_text().replace(str(folder), "<run>")
-    if path.suffix != ".csv":
-        return text
-    rows = list(csv.reader(io.StringIO(text)))
-    keep = [i for i, column in enumerate(rows[0]) if "seconds" not in column] if rows else []
-    return [[row[i] for i in keep] for row in rows]
-
-
-def _hdf5_contents(path: Path) -> list:
-    """Every group's attributes and every dataset's bytes, in name order."""
-    contents = []
-
-    def visit(name, item):
-        attrs = {key: np.asarray(value).tolist() for key, value in item.attrs.items()}
-        contents.append((name, attrs, item[()].tobytes() if isinstance(item, h5py.Dataset) else None))
-
-    with h5py.File(path, "r") as handle:
-        visit("/", handle)
-        handle.visititems(visit)
-    return contents
+    assert differences(tiny_run, folder) == []
 
 
 def test_a_command_past_its_time_is_killed_with_its_children(tmp_path):

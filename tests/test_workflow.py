@@ -8,7 +8,16 @@ import shutil
 import sys
 
 import pytest
-from snakemake_runs import ROOT, SNAKEMAKE, TINY_CONFIG, copy_workflow, planned, run_bounded, snakemake
+from snakemake_runs import (
+    ROOT,
+    SNAKEMAKE,
+    TINY_CONFIG,
+    copy_workflow,
+    placeholder_data,
+    planned,
+    run_bounded,
+    snakemake,
+)
 
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install '.[workflow]')")
 
@@ -58,24 +67,6 @@ def test_the_catalog_finds_its_files():
     assert catalog["software-stack-deployment"]["conda"] is True and catalog["report"] is True
     assert catalog["mandatory-flags"]["desc"] and (ROOT / "LICENSE").read_text().startswith("MIT License")
     assert (ROOT / "Snakefile").read_text().count("include:") == 1
-
-
-def placeholder_data(folder, config_path):
-    """Empty stand-ins for every path a configuration's datasets need, and its weights: enough to plan."""
-    import yaml
-
-    from pipeline.dataset_spec import required_paths
-
-    config = yaml.safe_load((ROOT / config_path).read_text())
-    paths = [path for spec in config["datasets"].values() for path in required_paths(spec)]
-    # an MS-TCN folder without videos or features keys reads its features/ subfolder
-    paths += [f"{spec['annotations']}/features" for spec in config["datasets"].values()
-              if spec["format"] == "mstcn" and not spec.get("videos") and not spec.get("features")]
-    for path in (folder / p for p in [*paths, config["features"].get("weights") or "resources/none.pth"]):
-        target = path if path.suffix in (".csv", ".txt", ".pth") else path / "placeholder.txt"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.touch()
-
 
 
 def plan_with_placeholder_data(folder, configfile):

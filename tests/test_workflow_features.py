@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from snakemake_runs import SNAKEMAKE, copy_workflow, planned, snakemake
+from snakemake_runs import ROOT, SNAKEMAKE, copy_workflow, planned, snakemake
 
 from pipeline.data.synthetic.features import write_folder
 
 REAL = Path(os.environ.get("DDLSTM_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
-CONFIG = ".test/config/features.yaml"
+# these read the real annotations, so they live with the tests, not in the self-contained .test/
+CONFIG = str(ROOT / "tests/configs/features.yaml")
 pytestmark = [
     pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install '.[workflow]')"),
     pytest.mark.skipif(not REAL.is_dir(), reason=f"real annotations not found at {REAL} (set DDLSTM_REAL_DATA)"),
@@ -101,12 +102,12 @@ def test_a_changed_annotation_or_feature_file_reruns_its_dataset_only(features_r
     assert "resources/synfeatures/breakfast/mapping.txt" in result.stdout
 
 
-BEYOND = ".test/config/beyond.yaml"
+BEYOND = str(ROOT / "tests/configs/beyond.yaml")
 
 
 @pytest.fixture(scope="module")
 def beyond_run(features_run, tmp_path_factory):
-    """.test/config/beyond.yaml in a copy of the features run: two seeds, a group of three datasets, the
+    """tests/configs/beyond.yaml in a copy of the features run: two seeds, a group of three datasets, the
     features as the recurrent input. The frame classifiers and boundary inputs are the features run's."""
     folder = shutil.copytree(features_run, tmp_path_factory.mktemp("beyond") / "run", symlinks=True)
     plan = planned(snakemake("-n", "--cores", "2", "--configfile", BEYOND, cwd=folder))

@@ -1,27 +1,60 @@
 # Config validation, the experiment's lists, wildcard constraints and the input functions of the
 # rules. Everything else (the work itself) is the package's command line: `python -m pipeline`.
+import copy
 import json
 import re
 import shlex
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The repository's root: this file is workflow/rules/common.smk, whichever Snakefile (the root's, or
-# workflow/Snakefile) snakemake was started with.
-REPOSITORY = str(Path(workflow.current_basedir).resolve().parents[1])
-# The package's spec rules, from this checkout (snakemake may run from an environment without it).
-sys.path.insert(0, REPOSITORY)
-from pipeline.dataset_spec import input_route, required_paths
+# The package is the environment's (installed with the workflow, or an editable checkout): the planning
+# below uses it, and every job runs it (`python -m pipeline`).
+try:
+    from pipeline import deploy
+    from pipeline.dataset_spec import input_route, required_paths
+except ImportError as error:
+    raise WorkflowError(
+        f"the ddlstm workflow needs its Python package in the environment that runs snakemake ({sys.executable}): "
+        "pip install ddlstm (a wheel, a checkout, or git+<the workflow's repository>@<its tag>), then run "
+        f"snakemake again ({error})"
+    ) from None
 
+
+def experiment_from_command_line():
+    """A config given on the command line (--configfile, --config) that names `datasets` is a whole
+    experiment: it replaces config/config.yaml instead of being merged into it key by key (Snakemake's rule,
+    which stands for every other command-line config), so that no dataset, group, export or setting of the
+    working directory's experiment leaks into it."""
+    command_line = workflow.config_settings.overwrite_config or {}
+    if "datasets" in command_line:
+        config.clear()
+        config.update(copy.deepcopy(command_line))
+
+
+experiment_from_command_line()
 validate(config, schema="../schemas/config.schema.yaml")
+config["figure7"].setdefault("split", config["splits"][0])
 
-# Every job runs the package of this checkout, whatever environment runs it (a --use-conda environment
-# holds only the dependencies, workflow/envs/ddlstm.yaml). Snakemake's own prefix stays first; the
-# prefix is formatted like a rule's command, hence the doubled braces of ${PYTHONPATH:+...}.
-shell.prefix(
-    f"set -euo pipefail; export PYTHONPATH={shlex.quote(REPOSITORY)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+# Jobs run the python that runs snakemake (the package above), unless a conda environment is theirs
+# (--sdm conda: CONDA_ENV, which installs the package from where this workflow came from).
+USES_CONDA = any(method.name == "CONDA" for method in workflow.deployment_settings.deployment_method)
+PREFIX = "set -euo pipefail; "
+if not USES_CONDA:
+    PREFIX += f"export PATH={shlex.quote(str(Path(sys.executable).parent))}:$PATH; "
+shell.prefix(PREFIX)
+CONDA_ENV = (
+    str(
+        deploy.conda_environment(
+            workflow.source_path("../envs/ddlstm.yaml"),
+            deploy.package_requirement(workflow.current_basedir),
+            ".snakemake/ddlstm-envs",
+        )
+    )
+    if USES_CONDA
+    else "../envs/ddlstm.yaml"
 )
 
 DATASETS = list(config["datasets"])
@@ -87,6 +120,16 @@ def _check_config():
         for name in group:
             if name not in DATASETS:
                 raise ValueError(f"config: groups: {name!r} is not a key of config 'datasets' ({DATASETS})")
+    for export in EXPORTS:
+        names, split, _ = export.split("/")
+        if names not in ["+".join(pair) for pair in PAIRS] + ["+".join(group) for group in GROUPS]:
+            raise ValueError(
+                f"config: exports: {export!r}: {names!r} is not one of 'pairs' (as D1+D2) or 'groups' "
+                "(remove the export, or name a run of this experiment)"
+            )
+        splits = SPLITS if names.count("+") == 1 else GROUP_SPLITS
+        if int(split.removeprefix("split")) not in splits:
+            raise ValueError(f"config: exports: {export!r}: {split} is not one of the splits run {splits}")
     if REC.get("inputs") == "features" and not FEATURE_DATASETS:
         raise ValueError(
             "config: recurrent: inputs: features, but no dataset is read from precomputed features "

@@ -7,7 +7,7 @@ rule synthetic_data:
     benchmark:
         "results/benchmarks/synthetic_data.tsv"
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -33,7 +33,7 @@ rule frames:
     wildcard_constraints:
         dataset=one_of(VIDEO_DATASETS),
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=4000,
@@ -59,7 +59,7 @@ rule check_features:
     wildcard_constraints:
         dataset=one_of(FEATURE_DATASETS),
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,

@@ -7,7 +7,7 @@ rule toy_demo:
     benchmark:
         "results/benchmarks/toy_demo.tsv"
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=2000,

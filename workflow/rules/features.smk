@@ -21,7 +21,7 @@ rule finetune:
     wildcard_constraints:
         dataset=one_of(VIDEO_DATASETS),
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=8000,
@@ -52,7 +52,7 @@ rule extract:
     wildcard_constraints:
         dataset=one_of(VIDEO_DATASETS),
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=8000,
@@ -85,7 +85,7 @@ rule linear:
     wildcard_constraints:
         dataset=one_of(FEATURE_DATASETS),
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=4000,
@@ -111,7 +111,7 @@ rule none_row:
     benchmark:
         "results/benchmarks/none_row/{dataset}/split{split}.tsv"
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,

@@ -9,7 +9,7 @@ rule boundary:
     benchmark:
         "results/benchmarks/boundary/{dataset}/split{split}.tsv"
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 1  # small recurrent models: one thread is as fast as two, so two jobs run at once
     resources:
         mem_mb=4000,
@@ -35,7 +35,7 @@ rule train:
     benchmark:
         "results/benchmarks/recurrent/{d1}+{d2}/split{split}/{protocol}-{model}-L{depth}.tsv"
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 1  # small recurrent models: one thread is as fast as two, so two jobs run at once
     resources:
         mem_mb=8000,
@@ -75,7 +75,7 @@ rule train_group:
     wildcard_constraints:
         protocol="joint",
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 1  # small recurrent models: one thread is as fast as two, so two jobs run at once
     resources:
         mem_mb=8000,
@@ -112,7 +112,7 @@ rule alpha_init:
     benchmark:
         "results/benchmarks/alpha_init/{d1}+{d2}/split{split}/ddlstm-L{depth}-a{alpha}.tsv"
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 1  # small recurrent models: one thread is as fast as two, so two jobs run at once
     resources:
         mem_mb=8000,
@@ -137,7 +137,7 @@ rule export:
     benchmark:
         "results/benchmarks/export/{names}/split{split}/{run}.tsv"
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=4000,

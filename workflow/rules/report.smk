@@ -15,7 +15,7 @@ rule tables:
     benchmark:
         "results/benchmarks/tables.tsv"
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
@@ -49,7 +49,7 @@ rule figures:
     benchmark:
         "results/benchmarks/figures.tsv"
     conda:
-        "../envs/ddlstm.yaml"
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
