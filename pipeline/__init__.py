@@ -5,7 +5,7 @@ Subpackages: `pipeline.models` (LSTM / BNLSTM / DDLSTM and DDBN as PyTorch layer
 `pipeline.features` (the frame classifiers: BN-Inception from videos, linear on features; logits),
 `pipeline.training` (boundary LSTM, recurrent protocols, online evaluation),
 `pipeline.evaluation` (segmentation metrics), `pipeline.reporting` (tables and figures).
-`python -m pipeline <step>` (or the `ddlstm` command) runs one step; docs/method.md is the method.
+`ddlstm <step>` (the same as `python -m pipeline <step>`) runs one step; docs/method.md is the method.
 """
 
 

@@ -11,7 +11,7 @@ the edit score, per variant, mean over seeds, and a figure of the accuracy curve
 alphas over training); `reevaluate` scores finished runs again with other evaluation options
 (e.g. `eval_labels=own`, or population statistics recomputed), the weights as trained.
 
-The second study (docs/convergence/README.md): the paper's schedule (lr 0.01, 50,000 steps, alpha
+The second study (docs/studies/convergence.md): the paper's schedule (lr 0.01, 50,000 steps, alpha
 0.75, no momentum, no clipping) under three readings of what it leaves open (`READINGS`: frame-mean
 or window-sum loss, SGD or Adam), `paper-<reading>-<model>` variants on the harder v2 features,
 summarised by `paper-report`; `cal-*` variants and `calibration-report` calibrate the feature
@@ -21,7 +21,7 @@ model, `demo-*` variants and `curves-report` look at the demo's short schedule.
     python studies/convergence.py run --data studies/out/data-v2 --runs studies/out/runs-v2 --jobs 1 \
         --seeds 0 --variants paper-fa-lstm paper-fa-bnlstm paper-fa-ddlstm
     python studies/convergence.py paper-report --runs studies/out/runs-v2 --data studies/out/data-v2 \
-        --output docs/convergence --best fa
+        --output docs/studies/convergence --best fa
     # the first study: its data, its variants, its report
     python studies/convergence.py prepare --real ../shared/data/real --data studies/out/data --preset v1 \
         --boundary-history 100 --boundary-kinds crossfit insample

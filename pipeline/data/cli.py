@@ -1,4 +1,4 @@
-"""Command lines of the data stage: `python -m pipeline synthetic | synthetic-features | frames |
+"""Command lines of the data stage: `ddlstm synthetic | synthetic-features | frames |
 check-features`, each a thin adapter from its options to one function of the package."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def synthetic_main(argv=None) -> int:
     from .synthetic import DATASETS, Sizes, generate
     from .synthetic import __doc__ as description
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline synthetic", description=description,
+    parser = argparse.ArgumentParser(prog="ddlstm synthetic", description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", required=True, help="folder to write the datasets into")
     parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed writes the same data")
@@ -55,7 +55,7 @@ def synthetic_main(argv=None) -> int:
 def synthetic_features_main(argv=None) -> int:
     from .synthetic import features as synthesis
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline synthetic-features", description=synthesis.__doc__,
+    parser = argparse.ArgumentParser(prog="ddlstm synthetic-features", description=synthesis.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, help="MS-TCN folder with groundTruth/ and mapping.txt")
     parser.add_argument("--output", required=True, help="MS-TCN folder to write (features/, groundTruth/, ...)")
@@ -98,7 +98,7 @@ def frames_main(argv=None) -> int:
     from .frames import store_dataset
 
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline frames",
+        prog="ddlstm frames",
         description="Decode every video of a dataset into frame stores aligned with its labels "
                     "(see the module docstring of pipeline.data.frames for the mismatch policy).")
     dataset_arguments(parser)
@@ -134,7 +134,7 @@ def feature_source(args):
 def check_features_main(argv=None) -> int:
     from .precomputed import write_report
 
-    parser = argparse.ArgumentParser(prog="python -m pipeline check-features",
+    parser = argparse.ArgumentParser(prog="ddlstm check-features",
                                      description="Check every precomputed feature array of a dataset (present, 2-D, "
                                                  "one dimension, finite, as long as its labels within tolerance) and "
                                                  "write a CSV report; an error lists every array that cannot be used.")

@@ -1,4 +1,4 @@
-"""Command lines of the frame-classifier stage: `python -m pipeline finetune | extract` for datasets
+"""Command lines of the frame-classifier stage: `ddlstm finetune | extract` for datasets
 read from videos, `linear` for datasets read from precomputed features, and `none-row`."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _split_frames(args):
 
 
 def finetune_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline finetune",
+    parser = argparse.ArgumentParser(prog="ddlstm finetune",
                                      description="Fine-tune the frame classifier on one split's training frames; "
                                                  "resumes from <output-dir>/checkpoint.pt if present.")
     from .finetune import FinetuneConfig
@@ -44,11 +44,11 @@ def finetune_main(argv=None) -> int:
 
 
 def extract_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline extract",
+    parser = argparse.ArgumentParser(prog="ddlstm extract",
                                      description="Write the logits of every frame of a split (train and test videos) "
                                                  "to one HDF5 file (layout: pipeline/features/logits.py).")
     _split_arguments(parser)
-    parser.add_argument("--model", required=True, help="model.pt written by `python -m pipeline finetune`")
+    parser.add_argument("--model", required=True, help="model.pt written by `ddlstm finetune`")
     parser.add_argument("--output", required=True, help="HDF5 file to write")
     parser.add_argument("--batch-size", type=int, default=64, help="frames per forward pass (default: 64)")
     parser.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu', 'cuda', ...")
@@ -65,7 +65,7 @@ def extract_main(argv=None) -> int:
 
 
 def none_row_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline none-row",
+    parser = argparse.ArgumentParser(prog="ddlstm none-row",
                                      description="Frame accuracy of argmax(logits) on a split's test videos "
                                                  "(the paper's 'None' row), as JSON.")
     parser.add_argument("--logits", required=True, help="HDF5 logits file of one split")
@@ -83,7 +83,7 @@ def none_row_main(argv=None) -> int:
 
 
 def linear_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline linear",
+    parser = argparse.ArgumentParser(prog="ddlstm linear",
                                      description="Fit the linear frame classifier on one split's training features "
                                                  "and write the logits of every video of the split to HDF5 (the "
                                                  "layout of pipeline/features/logits.py).")

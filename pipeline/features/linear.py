@@ -136,7 +136,7 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, config: Linea
         accuracy = float((logits.argmax(1) == y).float().mean())
     if not np.isfinite(loss):
         raise FloatingPointError(f"the linear classifier's loss is {loss}: the features hold values too large to "
-                                 "fit on (run `python -m pipeline check-features` on the dataset)")
+                                 "fit on (run `ddlstm check-features` on the dataset)")
     steps = optimiser.state[weight].get("n_iter", 0)
     return model, {"train_loss": loss, "train_accuracy": accuracy, "iterations": int(steps)}
 

@@ -1,4 +1,4 @@
-"""Command lines of the reporting stage: `python -m pipeline tables | figures`."""
+"""Command lines of the reporting stage: `ddlstm tables | figures`."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def _comparison_entries(values):
 
 
 def tables_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline tables",
+    parser = argparse.ArgumentParser(prog="ddlstm tables",
                                      description="Tables 1 and 2 and the segmentation table (CSV, Markdown, LaTeX) "
                                                  "from the runs' metrics.csv and the none.json files.")
     parser.add_argument("--metrics", nargs="+", required=True,
@@ -73,7 +73,7 @@ def tables_main(argv=None) -> int:
 
 
 def figures_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline figures",
+    parser = argparse.ArgumentParser(prog="ddlstm figures",
                                      description="Figs. 5, 6 and 7 of the paper as PNG files.")
     parser.add_argument("--metrics", nargs="+", required=True, help="as for `tables`")
     parser.add_argument("--none", nargs="+", required=True, help="as for `tables`")

@@ -1,4 +1,4 @@
-"""Command lines of the recurrent stage: `python -m pipeline boundary | train`."""
+"""Command lines of the recurrent stage: `ddlstm boundary | train`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .sequences import load_split
 
 def boundary_main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline boundary",
+        prog="ddlstm boundary",
         description="Train the boundary-prediction LSTM on one split's training videos and write the "
                     "logits file again with each video's per-frame boundary prediction added.")
     parser.add_argument("--logits", required=True, help="HDF5 logits file of one dataset split")
@@ -40,7 +40,7 @@ def _feature_source(spec: str, fps: float, args):
 
 def train_main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline train",
+        prog="ddlstm train",
         description="Train LSTM / BNLSTM / DDLSTM under one protocol on one split of one or two datasets, "
                     "then evaluate every test frame online; resumes from <output-dir>/checkpoint.pt.")
     parser.add_argument("--inputs", nargs="+", required=True,

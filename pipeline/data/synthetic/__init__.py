@@ -10,7 +10,7 @@ what the process had done before (even on one thread), and every frame, logit an
 followed; FFmpeg's encoder gives the same bytes whatever the process, machine or scheduler. Each
 has several participants, so leave-person-out splits exist. Everything is deterministic given the seed.
 
-    python -m pipeline synthetic --output resources/synthetic --seed 0
+    ddlstm synthetic --output resources/synthetic --seed 0
 """
 
 from __future__ import annotations

@@ -35,18 +35,18 @@ stores them) made from the labels:
 
 Presets (`PRESETS`, `feature_model`): "v1" is the first model and `FeatureModel()`'s defaults
 (own class means, white noise 6, drift 1, affine distortion: the new parts all off), what
-`write_folder` and `python -m pipeline synthetic-features` take unless told (`DEFAULT_PRESET`);
+`write_folder` and `ddlstm synthetic-features` take unless told (`DEFAULT_PRESET`);
 "v2" the harder one, calibrated so that the convergence study's joint LSTM lands near published
 online accuracies (Breakfast ~28 %, 50 Salads mid-level ~60 %, the frame classifier ~17 / ~26 %;
-docs/convergence/README.md), one model for both datasets. v2 is not the default because the
+docs/studies/convergence.md), one model for both datasets. v2 is not the default because the
 demo-size features route (config/synfeatures.yaml, the workflow test's tiny runs) cannot learn
 it in a few hundred steps.
 
 The numbers obtained on these features say how the pipeline behaves on real label sequences
 (real lengths, orders and class frequencies), not how it does on real features.
 
-    python -m pipeline synthetic-features --source data/breakfast --output resources/synfeatures/breakfast
-    python -m pipeline synthetic-features --source data/breakfast --output harder/breakfast --preset v2
+    ddlstm synthetic-features --source data/breakfast --output resources/synfeatures/breakfast
+    ddlstm synthetic-features --source data/breakfast --output harder/breakfast --preset v2
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.demo import ToyConfig, train_and_evaluate
+from pipeline.toy import ToyConfig, train_and_evaluate
 from pipeline.device import select_device
 
 

@@ -1,5 +1,5 @@
 """A two-domain toy problem that exercises LSTM, BNLSTM and DDLSTM end to end in about a minute,
-with nothing but the model library (`snakemake toy_demo`; `make demo` runs the whole workflow).
+with nothing but the model library (`ddlstm-toy`, or `snakemake toy`; the workflow's demo is `make demo`).
 
 Two synthetic "datasets" share
 a task grammar (actions follow each other in a cycle) but not their label vocabularies, and each
@@ -8,7 +8,7 @@ actions look identical frame by frame, so only temporal context tells them apart
 trained jointly, as in the paper's Joint protocol: half of every batch from each dataset, one
 label vector with a block per dataset, and each frame predicted within its dataset's block.
 
-    python -m pipeline.demo [--iterations 300] [--device auto] [--output results/demo/joint_toy.md]
+    python -m pipeline.toy [--iterations 300] [--device auto] [--output results/toy/joint_toy.md]
 
 The numbers it prints come from this toy data, not from the paper's datasets.
 """
@@ -109,7 +109,7 @@ def train_and_evaluate(model_name: str, cfg: ToyConfig, device: torch.device, lo
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="ddlstm-toy", description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=ToyConfig.iterations,
                         help="training iterations per model")
     parser.add_argument("--models", nargs="+", default=["lstm", "bnlstm", "ddlstm"],
