@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
-	$(PY) -m pip install --quiet -e ".[test,workflow,lint]"
+	$(PY) -m pip install --quiet -e ".[test,workflow,lint,docs]"
 	touch $@
 
 # The workflow's rules call `python`: the environment's, first on PATH.

@@ -2,8 +2,8 @@
 
 import pytest
 
-from pipeline.toy import ToyConfig, train_and_evaluate
 from pipeline.device import select_device
+from pipeline.toy import ToyConfig, train_and_evaluate
 
 
 @pytest.mark.parametrize("model", ["lstm", "bnlstm", "ddlstm"])
