@@ -517,6 +517,13 @@ def export_run(wildcards):
     return f"results/{folder}/{wildcards.names}/split{wildcards.split}/{wildcards.run}", datasets
 
 
+# The frame CNN's jobs (fine-tuning, extraction) take two threads, except at the demo's size: at 32 px and a
+# quarter of BN-Inception's width its operations are too small for a second thread to pay (one thread
+# fine-tuned a demo split in 4.7 s of CPU; two took about 8.8 s of wall with both cores held), so two such
+# jobs run side by side instead. A profile's set-threads overrides either (the SLURM profile's: 8 and 4).
+FRAME_NETWORK_THREADS = 1 if config["features"].get("input_size", 224) <= 64 else 2
+
+
 # Where each route's frame classifier is saved: fine-tuning for videos, the linear classifier for features.
 CLASSIFIER_FOLDER = {"videos": "finetune", "features": "linear"}
 

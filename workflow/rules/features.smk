@@ -22,7 +22,7 @@ rule finetune:
         dataset=one_of(VIDEO_DATASETS),
     conda:
         CONDA_ENV
-    threads: 2
+    threads: FRAME_NETWORK_THREADS
     resources:
         mem_mb=8000,
         runtime=720,
@@ -53,7 +53,7 @@ rule extract:
         dataset=one_of(VIDEO_DATASETS),
     conda:
         CONDA_ENV
-    threads: 2
+    threads: FRAME_NETWORK_THREADS
     resources:
         mem_mb=8000,
         runtime=240,
