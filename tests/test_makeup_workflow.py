@@ -81,3 +81,17 @@ def test_without_the_comparison_the_plan_is_todays(tmp_path):
     result = snakemake("-n", "--cores", "1", "--configfile", str(bad), cwd=folder)
     assert result.returncode != 0
     assert "config: adaptive_share_comparison compares the adaptive makeup with a fixed one" in result.stdout
+
+
+def test_the_shipped_comparison_configs_plan_both_arms(tmp_path):
+    from tests.test_workflow import plan_with_placeholder_data
+
+    folder = copy_workflow(tmp_path)
+    demo = planned(snakemake("-n", "--cores", "1", "--configfile", "config/adaptive-share.yaml", cwd=folder))
+    # 3 pairs x 4 splits: Table 1's 5 runs per seed, the 3 joint ones once more adaptive, per seed (2)
+    assert (demo["train"], demo["train_seed"], demo["train_adaptive"], demo["train_adaptive_seed"]) == (60, 60, 36, 36)
+    assert "train_group" not in demo and "alpha_init" not in demo and demo["adaptive_share"] == 1
+    features = plan_with_placeholder_data(folder, "config/adaptive-share-features.yaml")
+    assert "frames" not in features and features["linear"] == 8  # one pair, 4 splits, 3 seeds
+    assert (features["train"], features["train_seed"], features["train_adaptive"],
+            features["train_adaptive_seed"]) == (20, 40, 12, 24)
