@@ -63,11 +63,11 @@ def test_the_table_pairs_fixed_and_adaptive_runs_with_intervals(adaptive_run):
         assert row["fixed sd"] != "" and row["adaptive sd"] != ""  # over the two seeds
         position = 1 if row["dataset"] == "synbreakfast" else 2
         assert row["fixed"] == table1[f"Joint, {row['model']}"][f"synbreakfast/syncooking D{position}"]
-        assert 0.125 <= float(row["share, mean over steps"]) <= 0.875
+        assert 12.5 <= float(row["share %, mean over steps"]) <= 87.5
     by_model = {}
     for row in rows:
-        by_model.setdefault(row["model"], []).append(float(row["share, last step"]))
-    assert all(sum(shares) == pytest.approx(1) for shares in by_model.values())  # the pair's shares of one batch
+        by_model.setdefault(row["model"], []).append(float(row["share %, last step"]))
+    assert all(sum(shares) == pytest.approx(100) for shares in by_model.values())  # the pair's shares of one batch
     caption = (folder / "results/tables/adaptive_share.md").read_text().splitlines()[0]
     assert "Student's t 95% confidence interval" in caption and "readings:" in caption
 

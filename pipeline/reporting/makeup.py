@@ -7,8 +7,8 @@ each pair with the configured fixed share (Table 1's runs) and their twins with 
   DDLSTM), the fixed and the adaptive runs' frame accuracy (mean over splits and seeds, ± the
   standard deviation over seeds of the split mean), the mean paired difference adaptive - fixed over
   (split, seed) with its Student's t 95% interval (`uncertainty.paired_difference`: both runs of a
-  pair saw the same split and seed), and the dataset's share of the adaptive batches: averaged over
-  every step, and at the last step (each the mean over the runs).
+  pair saw the same split and seed), and the dataset's share of the adaptive batches in percent:
+  averaged over every step, and at the last step (each the mean over the runs).
 - Figure (`adaptive_share.png`): one panel per pair, D1's share of the batch at every step for each
   model, the mean over the runs with their range as a band; the bounds dashed, the fixed share dotted.
 """
@@ -73,9 +73,9 @@ def share_table(runs: dict, shares: dict, pairs, depth: int) -> list[dict]:
                     "pairs of runs (split x seed)": 0 if difference is None else difference.n,
                     "95% CI low": None if difference is None else difference.low,
                     "95% CI high": None if difference is None else difference.high,
-                    "share, mean over steps": (float(np.mean([s[:, position].mean() for _, s, _ in logged]))
-                                               if logged else None),
-                    "share, last step": float(np.mean([s[-1, position] for _, s, _ in logged])) if logged else None,
+                    "share %, mean over steps": (100 * float(np.mean([s[:, position].mean() for _, s, _ in logged]))
+                                                 if logged else None),
+                    "share %, last step": 100 * float(np.mean([s[-1, position] for _, s, _ in logged])) if logged else None,
                 })
     return rows
 
@@ -120,8 +120,8 @@ def write_comparison(metrics_paths, shares_paths, pairs, depth: int, fixed_share
                 f"the fixed share {fixed_share:g} of D1 and with domain_share adaptive (each dataset's share following "
                 "its training loss relative to its first step's); mean over splits and seeds ± the standard deviation "
                 "over seeds of the split mean; adaptive - fixed: the mean paired difference over (split, seed) in "
-                "points with Student's t 95% confidence interval; share: the dataset's fraction of the adaptive "
-                "batches" + (f"; {readings}" if readings else ""))
+                "points with Student's t 95% confidence interval; share: the dataset's percentage of the adaptive "
+                "batches (mean over runs)" + (f"; {readings}" if readings else ""))
     share_figure(shares, pairs, depth, fixed_share, figure)
 
 
