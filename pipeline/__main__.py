@@ -26,6 +26,7 @@ STEPS = {
     "tables": ("pipeline.reporting.cli:tables_main",
                "Tables 1-5 (those configured) and the segmentation table"),
     "figures": ("pipeline.reporting.cli:figures_main", "Figs. 5, 6 and 7"),
+    "adaptive-share": ("pipeline.reporting.makeup:main", "the table and figure of fixed against adaptive batch makeup"),
     "export": ("pipeline.inference.cli:export_main", "write a finished run as one bundle file for predict and stream"),
     "predict": ("pipeline.inference.cli:predict_main", "label new recordings with a bundle, online"),
     "stream": ("pipeline.inference.cli:stream_main", "label frames one at a time as they are read"),

@@ -13,11 +13,12 @@ import typing
 from dataclasses import MISSING, field, fields
 
 
-def option(default, help: str, choices: tuple | None = None, flag: str | None = None):
+def option(default, help: str, choices: tuple | None = None, flag: str | None = None, parse=None):
     """A configuration field with its help text and, for a field of a few values, those values (the
     command line refuses others); `flag` names its command-line option where `--field-name` is taken by
-    an argument of the command itself. A mutable default (a dict) is copied per instance."""
-    metadata = {"help": help, "choices": choices, "flag": flag}
+    an argument of the command itself; `parse` reads its command-line value where the field's type
+    cannot (a number or a word). A mutable default (a dict) is copied per instance."""
+    metadata = {"help": help, "choices": choices, "flag": flag, "parse": parse}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -51,8 +52,8 @@ def add_options(parser: argparse.ArgumentParser, config_class) -> None:
         elif kind is dict:
             parser.add_argument(flag, type=json.loads, default=default, help=text, dest=_dest(item))
         else:
-            parser.add_argument(flag, type=kind, default=default, help=text, choices=item.metadata.get("choices"),
-                                dest=_dest(item))
+            parser.add_argument(flag, type=item.metadata.get("parse") or kind, default=default, help=text,
+                                choices=item.metadata.get("choices"), dest=_dest(item))
 
 
 def flags(config_class) -> dict[str, str]:

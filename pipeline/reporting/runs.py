@@ -1,10 +1,11 @@
 """The runs' final scores as the tables and figures read them, from the files the workflow writes:
 
-    results/recurrent/<D1>+<D2>/split<k>/<protocol>-<model>-L<depth>[-s<seed>]/metrics.csv
+    results/recurrent/<D1>+<D2>/split<k>/<protocol>-<model>-L<depth>[-adaptive][-s<seed>]/metrics.csv
     results/groups/<D1>+<D2>+<D3>.../split<k>/joint-<model>-L<depth>[-s<seed>]/metrics.csv
     results/features/<dataset>/split<k>/none.json
 
-A run directory without `-s<seed>` holds the first seed of the configuration's `seeds`. Every value
+A run directory without `-s<seed>` holds the first seed of the configuration's `seeds`; one with
+`-adaptive` a joint run with the adaptive batch makeup, keyed as protocol "joint-adaptive". Every value
 is a run's final evaluation; a table cell is the mean over splits and seeds, with the spread over
 seeds (`cell`, `uncertainty.Spread`).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from .uncertainty import Spread, spread_over_seeds
 
 RUN = re.compile(r"(?P<datasets>[^/]+)/split(?P<split>\d+)/(?P<protocol>[a-z0-9]+)-(?P<model>[a-z]+)"
-                 r"-L(?P<depth>\d+)(?:-s(?P<seed>\d+))?/metrics\.csv$")
+                 r"-L(?P<depth>\d+)(?P<variant>-adaptive)?(?:-s(?P<seed>\d+))?/metrics\.csv$")
 NONE = re.compile(r"(?P<dataset>[^/]+)/split(?P<split>\d+)/none\.json$")
 FIRST_SEED = ""  # the seed of a run directory without -s<seed>
 SEGMENTAL = ("edit", "f1@10", "f1@25", "f1@50")
@@ -36,13 +37,14 @@ def read_runs(paths) -> dict:
         match = RUN.search(path.as_posix())
         if match is None:
             raise ValueError(f"{path}: not a run's metrics.csv (<D1>+<D2>[+...]/split<k>/<protocol>-<model>-L<depth>"
-                             "[-s<seed>]/)")
+                             "[-adaptive][-s<seed>]/)")
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
         if not rows:
             raise ValueError(f"{path}: no metrics rows")
         last = max(int(row["iteration"]) for row in rows)
-        key = (*match["datasets"].split("+"), match["protocol"], match["model"], int(match["depth"]))
+        key = (*match["datasets"].split("+"), match["protocol"] + (match["variant"] or ""), match["model"],
+               int(match["depth"]))
         sample = (int(match["split"]), match["seed"] or FIRST_SEED)
         for row in rows:
             if int(row["iteration"]) == last:

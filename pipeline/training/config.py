@@ -18,10 +18,14 @@ The readings where the paper is terse (docs/method.md §7 and README "Readings o
   takes steps that much larger).
 - `optimizer`: plain SGD (with `momentum`) or Adam, at `lr`: "a learning rate of 0.01" names no
   optimiser.
+
+Beyond the paper (its future work B): `domain_share` "adaptive" lets each joint batch's makeup follow
+the datasets' training losses during the run, within `share_min` of 0 and 1 (`makeup.py`).
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 from ..optim import OPTIMIZERS
@@ -34,6 +38,17 @@ EVAL_LABELS = ("all", "own")
 INPUT_LAYOUTS = ("blocks", "shared")
 INPUTS = ("logits", "features")
 LOSS_REDUCTIONS = ("frames", "windows")
+ADAPTIVE = "adaptive"  # domain_share: the makeup of every joint batch adapted during training (makeup.py)
+
+
+def share_value(text: str) -> float | str:
+    """`--domain-share`: a fraction of the batch, or "adaptive"."""
+    if text == ADAPTIVE:
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a fraction in (0, 1) or {ADAPTIVE!r}, not {text!r}") from None
 
 
 @dataclass
@@ -68,8 +83,17 @@ class RecurrentConfig:
         "end: a window shorter than the history sits at the last timesteps after padding; start: from "
         "timestep 0, padding after it", choices=ALIGNMENTS)
     batch_size: int = option(128, "windows per step, all datasets together when joint")
-    domain_share: float = option(
-        0.5, "joint, two datasets: fraction of each batch from the first (three or more share it evenly)")
+    domain_share: float | str = option(
+        0.5,
+        "joint, two datasets: fraction of each batch from the first (three or more share it evenly); adaptive: "
+        "every dataset's share follows its relative training loss during the run (pairs and groups)",
+        parse=share_value)
+    share_min: float = option(
+        0.1, "with --domain-share adaptive: the least share of the batch any dataset gets (each share in "
+             "[share_min, 1 - (d - 1) share_min] for d datasets)")
+    share_ema: float = option(
+        0.9, "with --domain-share adaptive: smoothing of each dataset's training loss (exponential moving average "
+             "weight of the past, in [0, 1))")
     iterations: int = option(50_000, "training steps (per phase for pretrain_finetune)")
     optimizer: str = option(
         "sgd",
@@ -106,6 +130,11 @@ class RecurrentConfig:
         return self.history // 2 if self.lookahead else 0
 
     @property
+    def adaptive_share(self) -> bool:
+        """A joint run whose batch makeup adapts during training (`makeup.py`)."""
+        return self.protocol == "joint" and self.domain_share == ADAPTIVE
+
+    @property
     def total_iterations(self) -> int:
         """Training steps of the whole run: `iterations` per phase, two phases for pretrain_finetune."""
         return self.iterations * (2 if self.protocol == "pretrain_finetune" else 1)
@@ -117,8 +146,17 @@ class RecurrentConfig:
         wanted = {"single": "1", "joint": "2 or more", "pretrain_finetune": "2"}[self.protocol]
         if not (datasets >= 2 if self.protocol == "joint" else str(datasets) == wanted):
             raise ValueError(f"protocol {self.protocol!r} takes {wanted} dataset(s), got {datasets}")
-        if not 0 < self.domain_share < 1 and self.protocol == "joint":
-            raise ValueError(f"domain_share must lie in (0, 1), got {self.domain_share}")
+        if self.adaptive_share:
+            if not 0 < self.share_min < 1 / datasets:
+                raise ValueError(f"share_min must lie in (0, 1/{datasets}) for {datasets} datasets (every dataset gets "
+                                 f"at least that share), got {self.share_min}")
+            if self.share_min * self.batch_size < 1:
+                raise ValueError(f"share_min {self.share_min} of a batch of {self.batch_size} is less than one window: "
+                                 f"raise share_min to at least {1 / self.batch_size:.3g} or the batch size")
+            if not 0 <= self.share_ema < 1:
+                raise ValueError(f"share_ema must lie in [0, 1), got {self.share_ema}")
+        elif self.protocol == "joint" and (isinstance(self.domain_share, str) or not 0 < self.domain_share < 1):
+            raise ValueError(f"domain_share must lie in (0, 1) or be {ADAPTIVE!r}, got {self.domain_share!r}")
         for name, allowed in (("eval_labels", EVAL_LABELS), ("input_layout", INPUT_LAYOUTS),
                               ("short_windows", ALIGNMENTS), ("loss_reduction", LOSS_REDUCTIONS),
                               ("optimizer", OPTIMIZERS), ("inputs", INPUTS)):

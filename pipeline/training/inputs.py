@@ -129,6 +129,8 @@ def batch_sizes(config: RecurrentConfig, iteration: int, datasets: int = 2) -> l
     if config.protocol == "single":
         return [config.batch_size]
     if config.protocol == "joint":
+        if config.adaptive_share:
+            raise ValueError("domain_share 'adaptive': the batch makeup comes from the run's AdaptiveShare (makeup.py)")
         if datasets == 2:
             first = round(config.batch_size * config.domain_share)
             return [first, config.batch_size - first]
@@ -139,11 +141,13 @@ def batch_sizes(config: RecurrentConfig, iteration: int, datasets: int = 2) -> l
 
 
 class WindowSampler:
-    """Training batches of one run: (x, mask, targets, domain_sizes) for an iteration."""
+    """Training batches of one run: (x, mask, targets, domain_sizes) for an iteration; with `makeup` (an
+    `AdaptiveShare`) the windows of each dataset are its current ones instead of `batch_sizes`."""
 
-    def __init__(self, layout: Layout, config: RecurrentConfig):
+    def __init__(self, layout: Layout, config: RecurrentConfig, makeup=None):
         self.layout = layout
         self.config = config
+        self.makeup = makeup
         # per dataset, each training video: (its inputs in memory, or None to read its windows from the
         # features as needed; its labels in the concatenated label vector; the sequence)
         self.videos = []
@@ -156,7 +160,7 @@ class WindowSampler:
         config = self.config
         rng = np.random.default_rng([config.seed, iteration])
         xs, masks, targets = [], [], []
-        sizes = batch_sizes(config, iteration, len(self.videos))
+        sizes = self.makeup.sizes() if self.makeup is not None else batch_sizes(config, iteration, len(self.videos))
         for index, (videos, count) in enumerate(zip(self.videos, sizes)):
             if count == 0:
                 continue

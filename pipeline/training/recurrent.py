@@ -4,7 +4,8 @@ Protocols, over one or two datasets (the same split number of each):
 
 - "single": one dataset.
 - "joint": every batch holds n1 windows of dataset 1 then n2 of dataset 2 (`domain_share` of the
-  batch from dataset 1, half by default); DDLSTM normalises the two blocks as its two domains.
+  batch from dataset 1, half by default; "adaptive": shares that follow the datasets' training
+  losses, `makeup.py`); DDLSTM normalises the two blocks as its two domains.
 - "pretrain_finetune": `iterations` on dataset 1 only, then `iterations` on dataset 2 only (the
   paper's "D1,D2"); both datasets are evaluated at the end.
 
@@ -33,6 +34,7 @@ from .config import RecurrentConfig
 from .evaluation import evaluate, metrics_rows, score_row
 from .graphs import GraphedStep
 from .inputs import FeatureInput, Layout, WindowSampler
+from .makeup import AdaptiveShare, domain_losses
 from .sequences import SplitSequences
 
 
@@ -71,7 +73,7 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     """Train under `config.protocol`, evaluate, and write to `output_dir`:
 
     checkpoint.pt, train_log.csv (loss), alphas.csv (every alpha of every layer for DDLSTM; a header
-    alone for the others),
+    alone for the others), shares.csv with `domain_share` "adaptive" (every step's batch makeup),
     metrics.csv (one row per evaluation and dataset: accuracy, edit, F1@10/25/50, and edit and F1
     by MS-TCN's convention), videos.csv (the final evaluation per video), predictions.npz (final
     per-frame predictions, key "<dataset>/<video>", FOREIGN where another dataset's label won),
@@ -90,19 +92,29 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
     optimizer = _optimizer(model, config)
     # what a checkpoint must agree with to be continued: every option but those of the runtime
     fingerprint = {k: v for k, v in asdict(config).items() if k not in ("device", "eval_batch", "cuda_graphs")}
+    if not config.adaptive_share:  # options of the adaptive makeup alone: a fixed share's run is what it was
+        fingerprint = {k: v for k, v in fingerprint.items() if k not in ("share_min", "share_ema")}
     fingerprint["data"] = [f"{s.dataset} split {s.split}" + (" features" if f is not None else "")
                            for s, f in zip(splits, layout.feature_inputs)]
     description = f"{config.protocol} {config.model} x{config.layers} on {' + '.join(s.dataset for s in splits)}"
     trainer = Trainer(model, optimizer, output_dir, fingerprint, config.checkpoint_every, description)
     trainer.resume(restart_on_change)
     write_text(output_dir / "config.json", json.dumps({**asdict(config), "datasets": fingerprint["data"]}, indent=2))
-    sampler = WindowSampler(layout, config)
+    makeup = None
+    if config.adaptive_share:
+        makeup = AdaptiveShare(len(splits), config.batch_size, config.share_min, config.share_ema)
+        if "makeup" in trainer.extra:  # resumed: the shares and moving averages the checkpoint's step left
+            makeup.load_state_dict(trainer.extra["makeup"])
+    sampler = WindowSampler(layout, config, makeup)
     total = config.total_iterations
+    scored = []  # with an adaptive makeup: the last step's (summed loss, frames) per dataset
 
     def train_step(x, mask, targets, sizes) -> torch.Tensor:
         """Forward, loss, backward, update: no host synchronisation, so a CUDA graph can hold it."""
         logits = model(x, domain_sizes=sizes, mask=mask)
         loss = frame_loss(logits, targets, config.loss_reduction)
+        if makeup is not None:
+            scored[:] = [domain_losses(logits, targets, sizes)]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.clip_grad_norm:
@@ -111,12 +123,19 @@ def train_recurrent(splits: list[SplitSequences], config: RecurrentConfig, outpu
         model.recurrent.constrain_alphas_()  # alphas back into [n_i / N, 1] (docs/method.md §4)
         return loss.detach()
 
-    graphed = GraphedStep(train_step, enabled=config.cuda_graphs and device.type == "cuda")
+    # An adaptive makeup changes the batch's layout from step to step and reads each step's losses back
+    # to choose the next: nothing a replayed graph could hold, so its steps run eagerly.
+    graphed = GraphedStep(train_step, enabled=config.cuda_graphs and device.type == "cuda" and makeup is None)
 
     def step(iteration: int) -> torch.Tensor:
+        shares = None if makeup is None else list(makeup.shares)
         x, mask, targets, sizes = sampler.batch(iteration)
         loss = graphed(x.to(device), mask.to(device), targets.to(device), sizes)
         done = iteration + 1
+        if makeup is not None:
+            makeup.update(scored[0].cpu().tolist())
+            trainer.extra["makeup"] = makeup.state_dict()  # saved with the checkpoint this step may write
+            trainer.log("shares", makeup.row(done, sizes, shares))
         if config.model == "ddlstm" and (done % config.log_every == 0 or done == total):
             for layer, values in enumerate(model.recurrent.alphas().tolist(), start=1):
                 trainer.log("alphas", {"iteration": done, "layer": layer,

@@ -278,7 +278,8 @@ def feature_options(wildcards):
     return f"--feature-sources {' '.join(specs)} --fps {config['frames']['fps']} {tolerance_options()}"
 
 
-def run_options(wildcards):
+def run_options(wildcards, domain_share=None):
+    """The train command's options of a run; `domain_share` replaces the config's (the adaptive runs')."""
     protocol = "pretrain_finetune" if wildcards.protocol in ("d1d2", "d2d1") else "joint"
     lookahead = wildcards.protocol == "lookahead" or REC.get("lookahead", False)
     return " ".join(
@@ -290,6 +291,7 @@ def run_options(wildcards):
                     "lookahead": lookahead,
                     "history": history_of(wildcards.depth),
                     "seed": run_seed(wildcards),
+                    **({"domain_share": domain_share} if domain_share is not None else {}),
                 },
                 skip=("depths", "table1_depth", "history_by_depth"),
             ),
@@ -314,6 +316,53 @@ def alpha_init_options(wildcards):
             feature_options(wildcards),
         )
     ).strip()
+
+
+# The comparison of the fixed and the adaptive batch makeup (workflow/rules/makeup.smk), beyond the paper:
+# its future work B. Only with adaptive_share_comparison: true.
+ADAPTIVE_COMPARISON = config.get("adaptive_share_comparison", False)
+ADAPTIVE_MODELS = ("lstm", "bnlstm", "ddlstm")  # Table 1's joint models
+if ADAPTIVE_COMPARISON and not isinstance(REC.get("domain_share", 0.5), (int, float)):
+    raise ValueError(
+        "config: adaptive_share_comparison compares the adaptive makeup with a fixed one: set "
+        f"recurrent: domain_share to a number (got {REC['domain_share']!r})"
+    )
+
+
+def adaptive_run_options(wildcards):
+    return run_options(wildcards, domain_share="adaptive")
+
+
+def adaptive_runs(name):
+    """`name` (metrics.csv, shares.csv) of every adaptive run: the joint models of Table 1, every pair, split, seed."""
+    return [
+        f"results/recurrent/{d1}+{d2}/split{split}/joint-{model}-L{TABLE1_DEPTH}-adaptive{seed_tag(seed)}/{name}"
+        for d1, d2 in PAIRS
+        for split in SPLITS
+        for seed in SEEDS
+        for model in ADAPTIVE_MODELS
+    ]
+
+
+def fixed_runs():
+    """metrics.csv of the same joint runs with the fixed share (Table 1's)."""
+    return [
+        run_path(pair, split, "joint", model, TABLE1_DEPTH, seed=seed)
+        for pair in PAIRS
+        for split in SPLITS
+        for seed in SEEDS
+        for model in ADAPTIVE_MODELS
+    ]
+
+
+def adaptive_share_outputs():
+    """The comparison's table (CSV, Markdown, LaTeX) and figure, when the config asks for it."""
+    if not ADAPTIVE_COMPARISON:
+        return []
+    return [
+        *[f"results/tables/adaptive_share.{ext}" for ext in ("csv", "md", "tex")],
+        "results/figures/adaptive_share.png",
+    ]
 
 
 def output_folder(wildcards, output):
