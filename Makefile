@@ -8,11 +8,17 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 
 .PHONY: demo test lint bench clean
 
+# What the demo runs: torch, the package and the workflow's tools.
 $(VENV)/.installed: pyproject.toml Makefile
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ddlstm needs Python >= 3.11 (snakemake 8 does); $(PYTHON) is Python " + sys.version.split()[0] + ": run make with PYTHON=python3.11 (or newer)")'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[workflow]"
+	touch $@
+
+# And what developing needs: the tests, the linters and the documentation site.
+$(VENV)/.installed-dev: $(VENV)/.installed
 	$(PY) -m pip install --quiet -e ".[test,workflow,lint,docs]"
 	touch $@
 
@@ -29,10 +35,10 @@ demo: $(VENV)/.installed  ## install, run the default workflow end to end and it
 	$(RUN) ddlstm predict --model $(DEMO_MODEL) --dataset syncooking $(DEMO_VIDEO) --output results/predict
 	$(RUN) ddlstm stream --model $(DEMO_MODEL) --dataset syncooking $(DEMO_VIDEO) --output results/predict/stream.tsv
 
-test: $(VENV)/.installed  ## install, then run the test suite
+test: $(VENV)/.installed-dev  ## install, then run the test suite
 	$(RUN) $(PY) -m pytest -q
 
-lint: $(VENV)/.installed  ## ruff on the Python code, snakefmt on the workflow (both gate CI)
+lint: $(VENV)/.installed-dev  ## ruff on the Python code, snakefmt on the workflow (both gate CI)
 	$(RUN) ruff check pipeline tests benchmarks studies setup.py
 	$(RUN) snakefmt --check Snakefile workflow
 
