@@ -66,6 +66,12 @@ def main(argv=None) -> int:
         if argv and argv[0] not in ("-h", "--help"):
             print(f"\nerror: unknown step {argv[0]!r}", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    from . import warmstart
+
+    if warmstart.enabled() and argv[0] != "init":
+        status = warmstart.run(argv + (["--debug"] if debug else []))
+        if status is not None:
+            return status
     import importlib
     import logging
 
