@@ -161,7 +161,7 @@ def _serve_child(conn: socket.socket, listener: socket.socket, fds: list[int], r
         status = main(request["argv"])
     except SystemExit as error:
         status = error.code if isinstance(error.code, int) else (0 if error.code is None else 1)
-    except BaseException:  # main catches what a step raises; this is what it does not (as Python would)
+    except BaseException:  # noqa: BLE001  main catches what a step raises; the rest, as Python would report it
         import traceback
 
         traceback.print_exc()

@@ -22,16 +22,16 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "DDLSTM_WARM_IDLE": "60", "PYTHONPA
 def ddlstm(*argv, warm: bool, cwd: Path, timeout: float = 300, **kwargs):
     env = {**ENV, "DDLSTM_WARM_START": "1" if warm else "0"}
     return subprocess.run([sys.executable, "-m", "pipeline", *argv], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout, **kwargs)
+                          text=True, timeout=timeout, check=False, **kwargs)
 
 
 def served() -> bool:
     """Whether a server answers (starting one if none does), waiting for it to come up."""
-    probe = [sys.executable, "-c", "import sys; from pipeline import warmstart; "
-             "sys.exit(0 if warmstart.run(['--version']) == 0 else 3)"]
+    probe = [sys.executable, "-c",
+             "import sys; from pipeline import warmstart; sys.exit(0 if warmstart.run(['--version']) == 0 else 3)"]
     for _ in range(60):
         if subprocess.run(probe, env={**ENV, "DDLSTM_WARM_START": "1"}, capture_output=True,
-                          cwd=ROOT).returncode == 0:
+                          cwd=ROOT, check=False).returncode == 0:
             return True
         time.sleep(1)
     return False
@@ -114,4 +114,4 @@ def test_without_a_thread_count_or_switch_it_runs_in_process(tmp_path, monkeypat
 def test_the_workflow_turns_it_on_for_its_own_machine_only():
     text = (ROOT / "workflow/rules/common.smk").read_text()
     assert "workflow.local_exec and not workflow.remote_exec" in text
-    assert "DDLSTM_WARM_START=${DDLSTM_WARM_START:-1}" in text
+    assert "DDLSTM_WARM_START=${{DDLSTM_WARM_START:-1}}" in text

@@ -47,7 +47,7 @@ if not USES_CONDA:
 # Jobs on this machine start warm: forked from a process that has imported torch (pipeline/warmstart.py),
 # which saves each of them 1.5-3 s of CPU. DDLSTM_WARM_START=0 in the environment turns it off.
 if workflow.local_exec and not workflow.remote_exec:
-    PREFIX += "export DDLSTM_WARM_START=${DDLSTM_WARM_START:-1}; "
+    PREFIX += "export DDLSTM_WARM_START=${{DDLSTM_WARM_START:-1}}; "
 shell.prefix(PREFIX)
 CONDA_ENV = (
     str(
