@@ -6,7 +6,9 @@
 Snakemake writes one record per job (wall seconds `s` and `cpu_time`, the process tree's CPU seconds);
 the table gives, per rule, the jobs, their wall time summed and on average, and their CPU time summed,
 so that the rules that cost the most stand out. The wall times of jobs that ran side by side add up to
-more than the run's own wall time.
+more than the run's own wall time. A job started warm (DDLSTM_WARM_START, the workflow's default on its
+own machine) does its work in a process forked by the warm-start server, outside the job's process
+tree: its CPU seconds are the client's alone, and only the wall times compare with a cold run's.
 """
 
 from __future__ import annotations
