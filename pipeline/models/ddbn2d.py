@@ -71,6 +71,7 @@ class DDBN2d(DDBN):
         )
         self.domain_sizes: Sequence[int] | None = None  # set by `domains()` for one forward
         self.domain: int | torch.Tensor | None = None
+        self._layout: tuple | None = None  # (domain sizes, row ids) of the last training batch
 
     def forward(self, x: torch.Tensor, domain_sizes=None, domain=None) -> torch.Tensor:  # (N, C, H, W)
         if x.dim() != 4 or x.shape[1] != self.num_features:
@@ -87,22 +88,43 @@ class DDBN2d(DDBN):
                                  "`domains(net, sizes=[n1, n2])`")
             domain_sizes = [n]
         sizes = check_domain_sizes(domain_sizes, self.num_domains, n)
-        self.record_alpha_bounds(sizes)
-        w, present = self.contribution_weights(sizes)  # (d, N): a row's weight, the same at all its positions
+        if self._layout is None or self._layout[0] != tuple(sizes):  # the bounds and row ids of this layout
+            self.record_alpha_bounds(sizes)
+            present = [i for i, size in enumerate(sizes) if size > 0]
+            self._layout = (tuple(sizes), row_domains(sizes, present, x.device))
+        rows = self._layout[1].to(x.device)
+        w, present = self._weights(sizes, n)  # (d, N): a row's weight, the same at all its positions
         w = w.to(x.dtype)
-        positions = height * width
-        total = (w.sum(1) * positions).clamp_min(MIN_TOTAL_WEIGHT)  # (d,)
-        mean = (w @ x.sum((2, 3))) / total[:, None]  # (d, C)
-        var = torch.stack([
-            (w[p] @ (x - mean[p, :, None, None]).square().sum((2, 3))) / total[p] for p in range(len(present))
-        ])  # (d, C)
-        rows = row_domains(sizes, present, x.device)
+        total = (w.sum(1) * (height * width)).clamp_min(MIN_TOTAL_WEIGHT)[:, None]  # (d, 1)
+        # One pass for both moments: the variance is shift-invariant, so the maps are centred on the batch's
+        # mean (a constant: no gradient through it) and E[(x - c)^2] - E[x - c]^2 loses no precision to a
+        # large mean; the result is the centred two-pass variance of eq. 9.
+        centre = x.detach().mean((0, 2, 3))[None, :, None, None]
+        shifted = x - centre
+        mean = (w @ shifted.sum((2, 3))) / total  # (d, C), relative to the centre
+        var = ((w @ shifted.square().sum((2, 3))) / total - mean.square()).clamp_min(0)  # (d, C)
         scale = torch.rsqrt(var[rows] + self.eps) * self.gamma  # (N, C)
         shift = self.beta - mean[rows] * scale
         with torch.no_grad():
-            for p, dom in enumerate(present):
-                update_running_statistics(self, dom, 0, mean[p], var[p])
-        return x * scale[:, :, None, None] + shift[:, :, None, None]
+            mean = mean + centre[0, :, 0, 0]
+            if len(present) == self.num_domains:  # every domain's statistics at once
+                self.running_mean[:, 0].lerp_(mean.to(self.running_mean.dtype), self.momentum)
+                self.running_var[:, 0].lerp_(var.to(self.running_var.dtype), self.momentum)
+            else:
+                for p, dom in enumerate(present):
+                    update_running_statistics(self, dom, 0, mean[p], var[p])
+        return shifted * scale[:, :, None, None] + shift[:, :, None, None]
+
+    def _weights(self, sizes: list[int], n: int) -> tuple[torch.Tensor, list[int]]:
+        """`contribution_weights(sizes)`; with two domains both present, eq. 5-6 written out directly
+        (the same values in a few operations: a CNN has dozens of these layers)."""
+        if self.num_domains != 2 or min(sizes) == 0:
+            return self.contribution_weights(sizes)
+        alpha = self.effective_alpha()
+        j = torch.arange(n, dtype=alpha.dtype, device=alpha.device)
+        first = (1 - torch.tanh(j - alpha[0] * n)) / 2
+        second = (1 + torch.tanh(j - (1 - alpha[1]) * n)) / 2
+        return torch.stack([first, second]), [0, 1]
 
     def alpha_values(self) -> list[float]:
         """The layer's alphas as used (within their bounds)."""

@@ -1,4 +1,4 @@
-FEATURE_OPTIONS = options(config["features"], skip=("extract_batch_size",))
+FEATURE_OPTIONS = options(config["features"], skip=("extract_batch_size", "joint"))
 # Extraction takes the precision and the loader processes of fine-tuning's section (unset: the
 # step's defaults, fp32 and in-process loading on the CPU, bf16 and worker processes on CUDA).
 EXTRACT_OPTIONS = options(
