@@ -127,3 +127,18 @@ def test_a_pair_across_routes_has_no_joint_classifier(features_run, tmp_path):
     assert result.returncode != 0
     assert "config: features: joint: true, but no pair has both datasets from videos or both from features" \
         in result.stdout
+
+
+def test_the_measured_configs_plan_the_comparison(features_run, tmp_path):
+    # config/joint-cnn.yaml: the demo's first pair, 4 splits, 2 seeds; config/joint-features.yaml: real label
+    # sequences with synthesised features, 4 splits, 3 seeds (planned in the features run's folder, whose
+    # synthesised folders stand in for the larger ones the config is measured on)
+    videos = planned(snakemake("-n", "--cores", "2", "--configfile", "config/joint-cnn.yaml",
+                               cwd=copy_workflow(tmp_path)))
+    assert videos["finetune_joint"] == 4 and videos["finetune"] == 8 and videos["extract_joint"] == 8
+    assert videos["train_joint"] + videos["train_joint_seed"] == 2 * 4 * 2
+    assert videos["train"] + videos["train_seed"] == 5 * 4 * 2 and "train_group" not in videos
+    shutil.copy(Path(__file__).resolve().parents[1] / "config/joint-features.yaml", features_run / "measured.yaml")
+    features = planned(snakemake("-n", "--cores", "2", "--configfile", "measured.yaml", cwd=features_run))
+    assert features["linear_joint"] == 4 and "finetune_joint" not in features
+    assert features["train_joint"] + features["train_joint_seed"] == 2 * 4 * 3
