@@ -22,8 +22,10 @@ DOCS = (ROOT / "config/README.md").read_text()
 # section: (the step's options, options the workflow sets per job or leaves to the step's default,
 #           keys the workflow reads itself)
 SECTIONS = {
-    "features": (FinetuneConfig, {"device"}, {"extract_batch_size"}),
-    "classifier": (LinearConfig, {"device"}, set()),
+    # joint: the workflow's switch of the joint classifier route, whose linear classifier takes joint_* as its
+    # steps, batch size and learning rate (pipeline.features.joint_linear.JointLinearConfig)
+    "features": (FinetuneConfig, {"device"}, {"extract_batch_size", "joint"}),
+    "classifier": (LinearConfig, {"device"}, {"joint_steps", "joint_batch_size", "joint_lr"}),
     "boundary": (BoundaryConfig, {"device", "eval_batch"}, set()),
     # protocol, model and layers come from each run's wildcards
     # (cuda_graphs, like device, is a runtime matter)

@@ -69,7 +69,7 @@ def extract_logits(frames: SplitFrames, model_path: str | Path, output: str | Pa
     device = select_device(device)
     precision = resolve_precision(precision, device)
     workers = resolve_workers(workers, device)
-    model, saved = load_classifier(model_path, device)
+    model, saved = load_classifier(model_path, device, frames.dataset.name)  # a joint one: this dataset's part
     prepare_network(model, device)
     if saved["class_names"] != frames.class_names:
         raise ValueError(f"{model_path} was trained on classes of dataset {saved['dataset']!r}, not those of "
@@ -77,7 +77,7 @@ def extract_logits(frames: SplitFrames, model_path: str | Path, output: str | Pa
     preprocess = Preprocess(saved["input_size"], model.pretrained_cfg["mean"], model.pretrained_cfg["std"], train=False)
     description = {"backbone": saved["backbone"], "backbone_args": saved["backbone_args"],
                    "input_size": saved["input_size"], "checkpoint": str(model_path),
-                   "trained_on": f"{saved['dataset']} split {saved['split']}", "precision": precision,
+                   "trained_on": saved.get("trained_on", f"{saved['dataset']} split {saved['split']}"), "precision": precision,
                    "batch_size": batch_size}
     plan = extraction_batches(frames, batch_size)
     batches = EvaluationBatches(frames, preprocess, [rows for _, _, rows in plan], compact=workers > 0)

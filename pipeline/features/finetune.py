@@ -237,9 +237,14 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
     return model_path
 
 
-def load_classifier(path: str | Path, device="cpu"):
-    """The classifier saved by `finetune` and its saved description (`model.pt`)."""
+def load_classifier(path: str | Path, device="cpu", dataset: str | None = None):
+    """The classifier saved by `finetune` and its saved description (`model.pt`); from a joint
+    classifier's (`joint.py`), `dataset`'s part of it."""
     saved = load_checkpoint(path, "fine-tuned model")
+    if saved.get("joint"):
+        from .joint import domain_classifier
+
+        return domain_classifier(saved, path, dataset, device)
     missing = {"model", "backbone", "backbone_args", "class_names", "input_size"} - set(saved)
     if missing:
         raise CheckpointError(f"{path}: not a fine-tuned model of this pipeline (it lacks {sorted(missing)})")

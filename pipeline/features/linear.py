@@ -142,15 +142,65 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, config: Linea
 
 
 @torch.no_grad()
-def linear_logits(model: LinearClassifier, read, frames: int, device) -> np.ndarray:
+def linear_logits(model: LinearClassifier, read, frames: int, device, num_classes: int | None = None) -> np.ndarray:
     """(frames, C) float32 logits of one video, its features read `CHUNK` frames at a time by
     `read(frame indices) -> (n, D) float32` (so a video's features are never all in memory): the one
-    computation of the logits, here and in `pipeline.inference`."""
-    logits = np.empty((frames, model.linear.out_features), np.float32)
+    computation of the logits, here and in `pipeline.inference`. `model` may be any module or function
+    of (n, D) features given `num_classes`."""
+    logits = np.empty((frames, num_classes or model.linear.out_features), np.float32)
     for start in range(0, frames, CHUNK):
         index = np.arange(start, min(start + CHUNK, frames))
         logits[index] = model(torch.from_numpy(read(index)).to(device)).float().cpu().numpy()
     return logits
+
+
+def training_sample(dataset: Dataset, split: int, source: FeatureSource, max_frames: int,
+                    seed: int) -> tuple[np.ndarray, torch.Tensor]:
+    """The fitting sample of `split`'s training videos: features (n, D) float32 and labels (n,), at
+    most `max_frames` frames (`sample_frames`); an array whose magnitude is far from the others' is
+    an error naming it (a foreign array would skew the standardisation of every video)."""
+    train = list(dataset.split(split).train)
+    picks = sample_frames([source.num_frames(name) for name in train], max_frames, seed)
+    bar = progress_bar(len(train), f"{dataset.name} split {split}: read training sample")
+    sample = np.empty((sum(len(p) for p in picks), source.array(train[0]).dim), np.float32)  # filled in place
+    y = torch.from_numpy(np.concatenate([source.labels(name)[frames] for name, frames in zip(train, picks)]))
+    start = 0
+    scales = {}  # root mean square of each video's sampled frames
+    for name, frames in zip(train, picks):
+        rows = source.read(name, frames, sample[start:start + len(frames)])  # refuses NaN / inf, naming the file
+        scales[str(source.array(name).path)] = float(np.sqrt(np.square(rows, dtype=np.float64).mean()))
+        start += len(frames)
+        bar.update(1)
+    bar.close()
+    problems = magnitude_outliers(scales, f"{dataset.name} split {split}'s training videos")
+    if problems:
+        raise FeatureError("; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else ""))
+    return sample, y
+
+
+def write_split_logits(classify, num_classes: int, dataset: Dataset, split: int, source: FeatureSource,
+                       output: str | Path, description: dict, device) -> tuple[int, int]:
+    """The logits of every video of `split` by `classify` ((n, D) features -> (n, C) logits, a torch
+    module or function on `device`) to the HDF5 file `output`; returns (correct, total) test frames."""
+    sides = dataset.split(split)
+    correct = total = 0
+    bar = progress_bar(len(sides.train) + len(sides.test), f"{dataset.name} split {split}: logits")
+    features = np.empty((CHUNK, source.dim), np.float32)  # one chunk of a video, reused throughout
+    with LogitsWriter(output, dataset.name, split, source.fps, dataset.class_names, description,
+                      dataset.background) as writer:
+        for subset, names in (("train", sides.train), ("test", sides.test)):
+            for name in names:
+                labels = source.labels(name)
+                logits = linear_logits(classify, lambda frames, name=name: source.read(name, frames,
+                                                                                      features[:len(frames)]),
+                                       len(labels), device, num_classes)
+                writer.add(name, subset, logits, labels, participant=dataset.videos[name].participant)
+                if subset == "test":
+                    correct += int((logits.argmax(1) == labels).sum())
+                    total += len(labels)
+                bar.update(1)
+    bar.close()
+    return correct, total
 
 
 def train_and_extract(dataset: Dataset, split: int, source: FeatureSource, config: LinearConfig,
@@ -164,23 +214,9 @@ def train_and_extract(dataset: Dataset, split: int, source: FeatureSource, confi
     _pin_mmap_threshold()
     device = select_device(config.device)
     work_dir = Path(work_dir)
-    sides = dataset.split(split)
-    train = list(sides.train)
-    picks = sample_frames([source.num_frames(name) for name in train], config.max_frames, config.seed)
-    bar = progress_bar(len(train), f"linear {dataset.name} split {split}: read training sample")
-    sample = np.empty((sum(len(p) for p in picks), source.array(train[0]).dim), np.float32)  # filled in place
-    y = torch.from_numpy(np.concatenate([source.labels(name)[frames] for name, frames in zip(train, picks)]))
-    start = 0
-    scales = {}  # root mean square of each video's sampled frames: a foreign array skews the standardisation
-    for name, frames in zip(train, picks):
-        rows = source.read(name, frames, sample[start:start + len(frames)])  # refuses NaN / inf, naming the file
-        scales[str(source.array(name).path)] = float(np.sqrt(np.square(rows, dtype=np.float64).mean()))
-        start += len(frames)
-        bar.update(1)
-    bar.close()
-    problems = magnitude_outliers(scales, f"{dataset.name} split {split}'s training videos")
-    if problems:
-        raise FeatureError("; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else ""))
+    train = list(dataset.split(split).train)
+    sample, y = training_sample(dataset, split, source, config.max_frames, config.seed)
+    sample_frames_count = len(sample)
     x, y = torch.from_numpy(sample).to(device), y.to(device)
     del sample
     log.info("fitting on %d frames x %d dimensions of %d training videos", len(x), x.shape[1], len(train))
@@ -189,24 +225,9 @@ def train_and_extract(dataset: Dataset, split: int, source: FeatureSource, confi
     model.eval()
     description = {"classifier": "linear", "features": str(Path(dataset.videos[train[0]].features_path).parent),
                    "dim": int(source.dim), "trained_on": f"{dataset.name} split {split}", "config": asdict(config)}
-    correct = total = 0
-    bar = progress_bar(len(sides.train) + len(sides.test), f"linear {dataset.name} split {split}: logits")
-    features = np.empty((CHUNK, source.dim), np.float32)  # one chunk of a video, reused throughout
-    with LogitsWriter(output, dataset.name, split, source.fps, dataset.class_names, description,
-                      dataset.background) as writer:
-        for subset, names in (("train", sides.train), ("test", sides.test)):
-            for name in names:
-                labels = source.labels(name)
-                logits = linear_logits(model, lambda frames, name=name: source.read(name, frames,
-                                                                                   features[:len(frames)]),
-                                       len(labels), device)
-                writer.add(name, subset, logits, labels, participant=dataset.videos[name].participant)
-                if subset == "test":
-                    correct += int((logits.argmax(1) == labels).sum())
-                    total += len(labels)
-                bar.update(1)
-    bar.close()
-    metrics.update({"dataset": dataset.name, "split": split, "sample_frames": int(sum(len(p) for p in picks)),
+    correct, total = write_split_logits(model, dataset.num_classes, dataset, split, source, output, description,
+                                        device)
+    metrics.update({"dataset": dataset.name, "split": split, "sample_frames": sample_frames_count,
                     "dim": int(source.dim), "test_accuracy": correct / max(1, total), "test_frames": total,
                     "seconds": round(time.monotonic() - started, 2)})
     save_torch({"model": model.state_dict(), "class_names": dataset.class_names, "description": description},

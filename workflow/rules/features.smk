@@ -1,4 +1,4 @@
-FEATURE_OPTIONS = options(config["features"], skip=("extract_batch_size",))
+FEATURE_OPTIONS = options(config["features"], skip=("extract_batch_size", "joint"))
 # Extraction takes the precision and the loader processes of fine-tuning's section (unset: the
 # step's defaults, fp32 and in-process loading on the CPU, bf16 and worker processes on CUDA).
 EXTRACT_OPTIONS = options(
@@ -93,7 +93,12 @@ rule linear:
     params:
         spec=dataset_spec,
         fps=config["frames"]["fps"],
-        options=" ".join((tolerance_options(), options(config["classifier"]))),
+        options=" ".join(
+            (
+                tolerance_options(),
+                options(config["classifier"], skip=("joint_steps", "joint_batch_size", "joint_lr")),
+            )
+        ),
     shell:
         "python -m pipeline linear --dataset {params.spec:q} --split {wildcards.split} --fps {params.fps} "
         "--output {output.logits} --work-dir results/features/{wildcards.dataset}/split{wildcards.split}/linear "
