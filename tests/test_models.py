@@ -365,7 +365,8 @@ def test_a_look_ahead_training_step_reads_nothing_back_on_the_host(cls):
     history = 8
     model = cls(6, 16, 2, max_timesteps=history, implementation="fused").to("meta")
     head = torch.nn.Linear(16, 5).to("meta")
-    optimizer = make_optimizer("sgd", list(model.parameters()) + list(head.parameters()), lr=0.1, momentum=0.9)
+    parameters = list(model.parameters()) + list(head.parameters())
+    optimizer = make_optimizer("sgd", parameters, lr=0.1, momentum=0.9)
     x = torch.empty(10, history * 3 // 2, 6, device="meta")
     mask = torch.ones(10, history * 3 // 2, dtype=torch.bool, device="meta")
     targets = torch.zeros(10, history * 3 // 2, dtype=torch.long, device="meta")

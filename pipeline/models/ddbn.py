@@ -296,9 +296,11 @@ def update_running_sequence(
 
 
 @torch.no_grad()
-def _update_last_slot(bn: DDBN, dom, mean: torch.Tensor, var: torch.Tensor, has_rows: torch.Tensor | None) -> None:
+def _update_last_slot(bn: DDBN, dom, mean: torch.Tensor, var: torch.Tensor,
+                      has_rows: torch.Tensor | None) -> None:
     """The moving averages of the last slot after k updates in timestep order, at once: with rates r_i (the
-    momentum, or 0 where a timestep had no real row), old prod(1 - r_i) + sum_i stat_i r_i prod_(j > i) (1 - r_j).
+    momentum, or 0 where a timestep had no real row), old prod(1 - r_i) + sum_i stat_i r_i prod_(j > i)
+    (1 - r_j).
     Tensor arithmetic only: whether a timestep had rows is never read on the host (a look-ahead window is
     longer than the table, and its training step must stay capturable as a CUDA graph)."""
     rates = torch.full((mean.shape[0], 1), bn.momentum, dtype=mean.dtype, device=mean.device)
