@@ -1,29 +1,42 @@
-"""One device check of the Triton recurrent kernels on a GPU, printed as one table (under 5 minutes).
+"""The device check of the Triton recurrent kernels: one run of under 5 minutes that says whether they are
+right and how fast they are against cuDNN, printed as tables with a verdict per row.
 
-    python benchmarks/gpu.py                  # on a CUDA machine
-    python benchmarks/gpu.py --smoke          # tiny sizes on the CPU, Triton through its interpreter:
-                                              # checks that the script itself runs (numbers meaningless)
+    python benchmarks/gpu.py                                # on a CUDA machine (paper size)
+    TRITON_INTERPRET=1 python benchmarks/gpu.py --smoke     # tiny sizes on the CPU, Triton interpreted:
+                                                            # every section end to end (numbers meaningless)
 
-Rows, by section (each in its own try/except: an error is printed in its row and the rest goes on; a
-total time guard, --budget seconds, skips what would start after it):
+Sections, in order, each with its share of --budget seconds (a section past its share stops between
+steps and says so in its rows) and under a watchdog: a section that overruns its share by more than
+--grace seconds (a hung kernel) ends the process, after one line naming it, with what was printed.
 
-0. self-check: what implementation="auto" picks on the device after its first-use self-check
-   (`pipeline.models.triton_kernel.checks.self_check`; in smoke mode the self-check itself, on the CPU);
-1. agreement: the Triton kernels against the fused kernel on the device at the paper's size (B=128,
-   64 windows per domain, some padded frames, T=200, H=128, 3 layers, input 64): max |difference| of
-   the outputs and of every gradient (input, weights, biases, alphas), per model;
-2. training step, ms (median of interleaved repeats, torch.cuda.synchronize around each): nn.LSTM
-   (cuDNN); DDLSTM, BNLSTM, LSTM through the Triton kernels eagerly and as a replayed CUDA graph;
-   DDLSTM through the fused kernel as a CUDA graph (what runs on CUDA without Triton);
-3. evaluation forward, ms: a paper-size batch through DDLSTM (Triton) and nn.LSTM's forward;
-4. BN-Inception (timm "bninception", 224 px, batch 64): fine-tuning (forward, backward, SGD with
-   momentum) and extraction (inference forward) images/s, bf16 autocast with channels_last and fp32;
-5. GPU-hours of config/paper.yaml and config/mstcn.yaml: the recurrent runs the workflow plans
+1. preflight: Triton, a C compiler with Python's headers (Triton builds a launcher with them on first
+   use), ptxas, the device; the self-check implementation="auto" runs before taking the kernels, at
+   the paper's shape class. A missing piece is named at once and the Triton sections are skipped.
+2. correctness, against the fused kernel in float64 on the device at the paper's size (B=128 in two
+   domains of 64, T=200, H=128, 3 layers, input 64), padded and unpadded: DDLSTM through every Triton
+   variant (persistent and step kernels; ieee, tf32, tf32x3 products), BNLSTM and LSTM through the
+   default (persistent, tf32x3), and the fused kernel in float32 as the baseline. Relative errors
+   (max |error| / max |float64|) of the output, the worst gradient (input, every parameter), the worst
+   running statistic, the evaluation output; PASS where every result is within the precision's tolerance
+   (`selfcheck.TOLERANCE`) or within 10x the fused kernel's own float32 error on that result. Then the
+   graph replay: 5 training steps (forward, loss, backward, SGD, alpha projection) of DDLSTM eagerly and
+   through `GraphedStep` (3 eager steps, captured, replayed) from the same start: PASS where parameters,
+   buffers and losses agree to 1e-5 relative; and the grid barriers: PASS where none gave up waiting.
+3. training step, ms (median of interleaved repeats, synchronised): nn.LSTM through cuDNN with TF32 off
+   (IEEE) and on (TF32: `torch.backends.cudnn.allow_tf32` and `torch.backends.cuda.matmul.allow_tf32`);
+   DDLSTM through every Triton variant, eagerly and as a replayed CUDA graph; BNLSTM and LSTM through the
+   default variant, graphed; DDLSTM through the fused kernel, graphed. The ratio is to cuDNN at matching
+   precision: ieee and tf32x3 rows against cuDNN IEEE, tf32 rows against cuDNN TF32 (every other product
+   of a row, cuBLAS's, at that row's precision too). The verdict is the variant's correctness verdict.
+4. evaluation forward, ms: a paper-size batch through DDLSTM (default variant) against nn.LSTM's forward.
+5. BN-Inception (timm "bninception", 224 px, batch 64): fine-tuning and extraction images/s, bf16 autocast
+   with channels_last.
+6. GPU-hours of config/paper.yaml and config/mstcn.yaml: the recurrent runs the workflow plans
    (`workflow/rules/common.smk` `planned_runs`, plus Figure 7's alpha_init runs), each `iterations`
-   steps (twice for pre-train / fine-tune), at the measured graphed Triton step of its model scaled
-   linearly by depth / 3 and timesteps / 200 (look-ahead windows are 1.5 histories long); plus, for
-   datasets read from videos, the frame classifier's fine-tuning (epochs x frames_per_epoch at the
-   measured bf16 rate). Extraction, the boundary LSTMs and evaluation are not counted.
+   steps (twice for pre-train / fine-tune), at the measured graphed step of its model through the default
+   Triton variant, scaled linearly by depth / 3 and timesteps / 200 (look-ahead windows are 1.5 histories
+   long); plus, for datasets read from videos, the frame classifier's fine-tuning (epochs x
+   frames_per_epoch at the measured bf16 rate). Extraction, the boundary LSTMs and evaluation are not counted.
 """
 
 from __future__ import annotations
@@ -35,10 +48,11 @@ if "--smoke" in sys.argv:  # before anything imports Triton: the interpreter is 
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import argparse
+import contextlib
 import copy
 import statistics
+import threading
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -49,34 +63,63 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import recurrent as bench
 
 from pipeline.models import create_model
+from pipeline.training.graphs import GraphedStep
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("ddlstm", "bnlstm", "lstm")
+KERNELS = ("persistent", "step")
+PRECISIONS = ("tf32x3", "tf32", "ieee")  # the first is the default (`launcher.PRECISIONS`)
+DEFAULT = ("persistent", "tf32x3")
+# each section's share of --budget
+SHARES = {"preflight": 0.08, "correctness": 0.35, "training step": 0.35, "evaluation": 0.05,
+          "BN-Inception": 0.12, "GPU-hours": 0.05}
 
 
-class Table:
-    """Rows printed as they come (a later failure loses nothing), one markdown table."""
+class OutOfTime(Exception):
+    """A section's share of the budget is spent."""
 
-    def __init__(self, budget: float):
-        self.deadline = time.monotonic() + budget
-        self.values: dict[str, float] = {}
-        print("| section | what | value | note |\n|---|---|---|---|", flush=True)
 
-    def row(self, section, what, value, note=""):
-        print(f"| {section} | {what} | {value} | {note} |", flush=True)
+class Section:
+    """A section's wall-clock guard: `check()` between steps raises OutOfTime past its share; a watchdog
+    ends the process if the section overruns by `grace` seconds (a call that never returns)."""
 
-    def run(self, section, what, function):
-        """function() -> (value, note); its error, or the time guard, goes into the row instead."""
+    def __init__(self, name: str, seconds: float, grace: float):
+        self.name, self.seconds, self.grace = name, seconds, grace
+        self.deadline = time.monotonic() + seconds
+        self.timer = threading.Timer(seconds + grace, self._abort)
+        self.timer.daemon = True
+
+    def _abort(self):
+        limit = self.seconds + self.grace
+        print(f"\n(watchdog: the {self.name} section ran past {limit:.0f} s; stopping here)", flush=True)
+        os._exit(3)
+
+    def __enter__(self):
+        print(f"\n## {self.name} (wall-clock guard {self.seconds:.0f} s)\n", flush=True)
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+        return exc[0] is OutOfTime  # an exhausted share ends the section, the run goes on
+
+    def check(self):
         if time.monotonic() > self.deadline:
-            self.row(section, what, "skipped", "time guard (--budget)")
-            return None
-        try:
-            value, note = function()
-        except Exception as error:  # noqa: BLE001  (the table goes on)
-            self.row(section, what, "error", f"{type(error).__name__}: {str(error).strip()[:200]}")
-            return None
-        self.row(section, what, value, note)
-        return value
+            print(f"| {self.name}: time guard, {self.seconds:.0f} s spent: the rest of the section skipped |",
+                  flush=True)
+            raise OutOfTime
+
+
+def table(*columns):
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns), flush=True)
+
+
+def row(*cells):
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
+def one_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
 
 
 def synchronize(device):
@@ -84,91 +127,265 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-# -- 0. the self-check -------------------------------------------------------------------------------------
-
-
-def auto_choice(device):
-    from pipeline.models import layers
+@contextlib.contextmanager
+def precision_of(precision: str | None, kernel: str | None = None):
+    """The Triton variant (None: left as it is) and cuBLAS / cuDNN's TF32 to match: on for tf32 only."""
     from pipeline.models.triton_kernel import checks
 
-    if device.type != "cuda":  # "auto" is native or fused on the CPU: run the check itself
-        problem = checks.self_check(device)
-        return ("fused" if problem else "triton"), problem or "self-check passed (Triton interpreter)"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        choice = layers.resolve_implementation("auto", device)
-    return choice, "; ".join(str(w.message) for w in caught) or "self-check passed"
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        with checks.variant(precision, kernel):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
 
 
-# -- 1. agreement ---------------------------------------------------------------------------------------
+# -- 1. preflight ---------------------------------------------------------------------------------------
 
 
-def agreement(kind, size, device):
-    batch, steps, hidden, layers, inputs, _ = size
-    torch.manual_seed(0)
-    fused = create_model(kind, inputs, hidden, layers, max_timesteps=steps, implementation="fused")
-    fused.to(device).train()
-    ours = copy.deepcopy(fused)
-    ours.implementation = "triton"
-    x = torch.randn(batch, steps, inputs, device=device)
-    mask = torch.ones(batch, steps, dtype=torch.bool, device=device)
-    mask[::5, : steps // 4] = False  # short windows padded at the start, as the workflow's are
-    weight = torch.randn(batch, steps, hidden, device=device)
-    grads = []
-    for model in (fused, ours):
-        x_in = x.clone().requires_grad_()
-        out = model(x_in, domain_sizes=[batch // 2, batch - batch // 2], mask=mask)
-        (out * weight).sum().backward()
-        grads.append((out.detach(), x_in.grad, {n: p.grad for n, p in model.named_parameters()}))
-    synchronize(device)
-    (out_f, dx_f, params_f), (out_t, dx_t, params_t) = grads
-    worst, name = float((dx_t - dx_f).abs().max()), "input"
-    for key, grad in params_f.items():
-        difference = float((params_t[key] - grad).abs().max())
-        if difference > worst:
-            worst, name = difference, key
-    scale = max(float(g.abs().max()) for g in params_f.values())
-    return (f"{float((out_t - out_f).abs().max()):.2e} / {worst:.2e}",
-            f"output / worst gradient ({name}); largest gradient {scale:.2e}")
+def preflight(section, device, size) -> bool:
+    """True where the Triton sections can run."""
+    from pipeline.models.triton_kernel import selfcheck
 
-
-# -- 2, 3. recurrent steps and evaluation -----------------------------------------------------------------
-
-
-def recurrent_timings(table, size, device, repeats, warmup):
-    variants = ["nn.LSTM", *[f"{m}/triton" for m in MODELS], *[f"{m}/triton-graphed" for m in MODELS],
-                "ddlstm/graphed"]
-    steps = {}
-    for variant in variants:
+    table("what", "found", "verdict")
+    ready = True
+    for what, found, problem in selfcheck.preflight(device):
+        row(what, found, "PASS" if problem is None else f"FAIL: {problem}")
+        ready = ready and problem is None
+    if not ready:
+        return False
+    section.check()
+    batch, _, hidden, _, _, _ = size
+    start = time.monotonic()
+    with precision_of(None):
         try:
-            steps[variant] = bench.make_step(variant, size, device, project_alphas=variant != "nn.LSTM")
+            problem = selfcheck.self_check(device, "ddbn", rows=batch, hidden=hidden, training=True)
+        except Exception as error:  # noqa: BLE001  (the verdict says it)
+            problem = one_line(error)
+    row("the self-check 'auto' runs (DDLSTM layer, "
+        f"{batch} rows, {hidden} units, {os.environ.get('DDLSTM_TRITON_PRECISION', 'tf32x3')})",
+        f"{time.monotonic() - start:.1f} s, compiles included",
+        "PASS" if problem is None else f"FAIL: {problem}")
+    return True
+
+
+# -- 2. correctness ----------------------------------------------------------------------------------------
+
+
+def summary(errors: dict) -> tuple[str, str, str, str]:
+    gradients = {k: v for k, v in errors.items() if k.endswith("gradient")}
+    running = {k: v for k, v in errors.items() if "running" in k}
+    evaluation = max(v for k, v in errors.items() if k.startswith("evaluation"))
+    name = max(gradients, key=gradients.get)
+    return (f"{errors['output']:.1e}", f"{gradients[name]:.1e} ({name.removesuffix(' gradient')})",
+            f"{max(running.values(), default=0.0):.1e}", f"{evaluation:.1e}")
+
+
+def correctness(section, device, size) -> dict:
+    """{(model, kernel, precision): "PASS" / "FAIL"}, padded and unpadded together."""
+    from pipeline.models.triton_kernel import selfcheck
+
+    batch, steps, hidden, layers, inputs, _ = size
+    variants = [("ddlstm", kernel, precision) for kernel in KERNELS for precision in PRECISIONS]
+    variants += [(model, *DEFAULT) for model in ("bnlstm", "lstm")]
+    table("model", "float32 kernel", "precision", "padded", "output", "worst gradient",
+          "worst running statistic", "evaluation", "tolerance", "verdict")
+    baselines, verdicts = {}, {}
+    for model in ("ddlstm", "bnlstm", "lstm"):
+        for masked in (True, False):
+            section.check()
+            with precision_of("ieee"):
+                baselines[model, masked] = selfcheck.compare(model, batch, steps, hidden, inputs, layers,
+                                                             device, masked, implementation="fused")
+            if model == "ddlstm":
+                row(model, "fused (baseline)", "ieee", "yes" if masked else "no",
+                    *summary(baselines[model, masked]), "-", "-")
+    for model, kernel, precision in variants:
+        for masked in (True, False):
+            section.check()
+            tolerance = selfcheck.TOLERANCE[precision]
+            try:
+                with precision_of(precision, kernel):
+                    errors = selfcheck.compare(model, batch, steps, hidden, inputs, layers, device, masked)
+                base = baselines[model, masked]
+                failed = [k for k, v in errors.items() if not v <= max(tolerance, 10 * base.get(k, 0.0))]
+                verdict = "PASS" if not failed else f"FAIL ({', '.join(failed[:3])})"
+                cells = summary(errors)
+            except Exception as error:  # noqa: BLE001  (the row says it)
+                verdict, cells = f"FAIL: {one_line(error)}", ("-",) * 4
+            verdicts[model, kernel, precision] = verdicts.get((model, kernel, precision), "PASS") \
+                if verdict == "PASS" else "FAIL"
+            row(model, kernel, precision, "yes" if masked else "no", *cells, f"{tolerance:g} or 10x fused",
+                verdict)
+    return verdicts
+
+
+def graph_replay(section, device, size) -> dict:
+    """{(kernel, precision): "PASS" / "FAIL" / "n/a"}: 5 DDLSTM training steps eagerly and replayed."""
+    table("model", "kernel", "precision",
+          "after 5 steps: parameters / buffers / losses, max relative difference", "verdict")
+    verdicts = {}
+    for kernel in KERNELS:
+        for precision in PRECISIONS:
+            section.check()
+            if device.type != "cuda":
+                row("ddlstm", kernel, precision, "no CUDA graphs off CUDA", "n/a")
+                verdicts[kernel, precision] = "n/a"
+                continue
+            try:
+                with precision_of(precision, kernel):
+                    difference = replay_difference(device, size)
+                verdict = "PASS" if max(difference) <= 1e-5 else "FAIL"
+                cells = " / ".join(f"{d:.1e}" for d in difference)
+            except Exception as error:  # noqa: BLE001  (the row says it)
+                verdict, cells = "FAIL", one_line(error)
+            verdicts[kernel, precision] = verdict
+            row("ddlstm", kernel, precision, cells, verdict)
+    return verdicts
+
+
+def replay_difference(device, size, iterations: int = 5) -> tuple[float, float, float]:
+    batch, steps, hidden, layers, inputs, classes = size
+    torch.manual_seed(0)
+    body = create_model("ddlstm", inputs, hidden, layers, max_timesteps=steps, implementation="triton")
+    bodies = [body.to(device)]
+    heads = [nn.Linear(hidden, classes).to(device)]
+    bodies.append(copy.deepcopy(bodies[0]))
+    heads.append(copy.deepcopy(heads[0]))
+    gen = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(batch, steps, inputs, generator=gen).to(device),
+                torch.randint(0, classes, (batch, steps), generator=gen).to(device))
+               for _ in range(iterations)]
+    mask = torch.ones(batch, steps, dtype=torch.bool, device=device)
+    mask[::5, : steps // 4] = False
+    losses = []
+    for body, head, graphed in ((bodies[0], heads[0], False), (bodies[1], heads[1], True)):
+        params = list(body.parameters()) + list(head.parameters())
+
+        def train_step(x, mask, y, sizes, body=body, head=head, params=params):
+            out = body(x, domain_sizes=sizes, mask=mask)
+            loss = nn.functional.cross_entropy(head(out).reshape(-1, classes), y.reshape(-1))
+            for p in params:
+                p.grad = None
+            loss.backward()
+            with torch.no_grad():
+                for p in params:
+                    p.add_(p.grad, alpha=-0.01)
+            body.constrain_alphas_()
+            return loss.detach()
+
+        runner = GraphedStep(train_step, enabled=graphed)
+        losses.append(torch.stack([runner(x, mask, y, [batch // 2, batch - batch // 2]) for x, y in batches]))
+    synchronize(device)
+
+    def relative(a, b):
+        return float((a - b).abs().max()) / max(float(b.abs().max()), 1e-30)
+
+    parameters = max(relative(p, q) for p, q in zip(bodies[1].parameters(), bodies[0].parameters()))
+    buffers = max(relative(p, q) for p, q in zip(bodies[1].buffers(), bodies[0].buffers()))
+    return parameters, buffers, relative(losses[1], losses[0])
+
+
+def barriers(device) -> str:
+    from pipeline.models.triton_kernel import launcher
+
+    failures = launcher.barrier_failures(device)
+    table("grid barriers that gave up waiting (all persistent launches of this run)", "verdict")
+    row(failures, "PASS" if failures == 0 else "FAIL: a grid was not resident at once")
+    return "PASS" if failures == 0 else "FAIL"
+
+
+# -- 3, 4. training step and evaluation ---------------------------------------------------------------------
+
+
+def with_precision(step, precision, kernel=None):
+    def run():
+        with precision_of(precision, kernel):
+            step()
+    return run
+
+
+def training_steps(section, device, size, repeats, warmup, verdicts, triton_ready) -> dict:
+    """{variant: median seconds}; prints one row per variant."""
+    variants = {"nn.LSTM, cuDNN IEEE": ("nn.LSTM", "ieee", None),
+                "nn.LSTM, cuDNN TF32": ("nn.LSTM", "tf32", None)}
+    if triton_ready:
+        for kernel in KERNELS:
+            for precision in PRECISIONS:
+                for graphed in (False, True):
+                    name = f"ddlstm, triton {kernel}, {precision}{', graphed' if graphed else ''}"
+                    variants[name] = (f"ddlstm/triton{'-graphed' if graphed else ''}", precision, kernel)
+        for model in ("bnlstm", "lstm"):
+            variants[f"{model}, triton {DEFAULT[0]}, {DEFAULT[1]}, graphed"] = (f"{model}/triton-graphed",
+                                                                                 DEFAULT[1], DEFAULT[0])
+    variants["ddlstm, fused, graphed"] = ("ddlstm/graphed", "ieee", None)
+    runs = {}
+    for name, (variant, precision, kernel) in variants.items():
+        section.check()
+        try:
+            with precision_of(precision, kernel):
+                step = bench.make_step(variant, size, device, project_alphas=variant != "nn.LSTM")
+                runs[name] = with_precision(step, precision,
+                                            kernel)
         except Exception as error:  # noqa: BLE001  (only a failure gets a row here)
-            table.row("train step", variant, "error", f"{type(error).__name__}: {str(error).strip()[:200]}")
-    if time.monotonic() > table.deadline:
-        table.row("train step", "all", "skipped", "time guard (--budget)")
-        return {}
-    # warmup 4 on CUDA: a graphed variant runs 3 eager steps, then is captured; every later call replays
-    times = bench.timed(steps, repeats, warmup=warmup)
-    result = {}
-    base = statistics.median(times["nn.LSTM"]) if "nn.LSTM" in times else None
-    for variant, samples in times.items():
-        med = statistics.median(samples)
-        result[variant] = med
-        note = f"min {min(samples) * 1e3:.2f} ms, {len(samples)} steps"
-        if base:
-            note += f", {med / base:.2f}x nn.LSTM"
-        table.row("train step", variant, f"{med * 1e3:.2f} ms", note)
-    return result
+            row(name, "error", "-", "-", one_line(error))
+    times = {name: [] for name in runs}
+    table("model, implementation, precision, graphs", "ms per step (median)",
+          "vs cuDNN at matching precision", "correctness", "note")
+    try:
+        for _ in range(warmup):  # on CUDA a graphed variant runs 3 eager steps, then is captured
+            for run in runs.values():
+                section.check()
+                run()
+        for _ in range(repeats):
+            for name, run in runs.items():
+                section.check()
+                start = time.perf_counter()
+                run()
+                times[name].append(time.perf_counter() - start)
+    except OutOfTime:
+        pass
+    medians = {name: statistics.median(t) for name, t in times.items() if t}
+    for name, median in medians.items():
+        precision = variants[name][1]
+        base = medians.get("nn.LSTM, cuDNN TF32" if precision == "tf32" else "nn.LSTM, cuDNN IEEE")
+        verdict = "-"
+        if "triton" in name:
+            model, kernel = name.split(",")[0], variants[name][2]
+            verdict = verdicts.get((model, kernel, precision), "not checked")
+            replay = verdicts.get(("graph", kernel, precision), "n/a")
+            if name.endswith("graphed") and replay not in ("PASS", "n/a"):
+                verdict = "FAIL (graph replay)"
+        row(name, f"{median * 1e3:.2f}", f"{median / base:.2f}x" if base else "-", verdict,
+            f"{len(times[name])} steps, min {min(times[name]) * 1e3:.2f} ms")
+    return {variants[name][0]: median for name, median in medians.items()
+            if variants[name][1:] == (DEFAULT[1], DEFAULT[0]) or name == "ddlstm, fused, graphed"}
 
 
-def evaluation(size, device, repeats, warmup):
-    runs = {v: bench.make_evaluation(v, size, device) for v in ("nn.LSTM", "ddlstm/triton")}
-    times = bench.timed(runs, repeats, warmup=warmup)
+def evaluation(section, device, size, repeats, warmup):
+    table("forward in evaluation mode", "ms (median)", "vs nn.LSTM's forward")
+    with precision_of(DEFAULT[1], DEFAULT[0]):
+        runs = {v: with_precision(bench.make_evaluation(v, size, device), DEFAULT[1], DEFAULT[0])
+                for v in ("nn.LSTM", "ddlstm/triton")}
+    for _ in range(warmup):
+        for run in runs.values():
+            run()
+    times = {v: [] for v in runs}
+    for _ in range(repeats):
+        for v, run in runs.items():
+            section.check()
+            start = time.perf_counter()
+            run()
+            times[v].append(time.perf_counter() - start)
     ours, base = statistics.median(times["ddlstm/triton"]), statistics.median(times["nn.LSTM"])
-    return f"{ours * 1e3:.2f} ms", f"nn.LSTM {base * 1e3:.2f} ms ({ours / base:.2f}x), batch {size[0]}"
+    row(f"ddlstm, triton {DEFAULT[0]}, {DEFAULT[1]}, batch {size[0]}", f"{ours * 1e3:.2f}",
+        f"{ours / base:.2f}x")
+    row("nn.LSTM (cuDNN)", f"{base * 1e3:.2f}", "1.00x")
 
 
-# -- 4. BN-Inception ---------------------------------------------------------------------------------------
+# -- 5. BN-Inception ---------------------------------------------------------------------------------------
 
 
 def bninception(device, batch, pixels, width, steps, bf16, training):
@@ -203,11 +420,10 @@ def bninception(device, batch, pixels, width, steps, bf16, training):
     for _ in range(steps):
         step()
     synchronize(device)
-    rate = batch * steps / (time.perf_counter() - start)
-    return rate
+    return batch * steps / (time.perf_counter() - start)
 
 
-# -- 5. GPU-hours ------------------------------------------------------------------------------------------
+# -- 6. GPU-hours ------------------------------------------------------------------------------------------
 
 
 def planned_recurrent_runs(config: dict) -> list[tuple[str, str, int, int, int]]:
@@ -254,12 +470,13 @@ def planned_recurrent_runs(config: dict) -> list[tuple[str, str, int, int, int]]
 
 
 def gpu_hours(config_path: Path, step_seconds: dict, size, finetune_rate: float | None):
+    """(runs, steps, GPU-hours, note) of a config from the measured steps {model: seconds}."""
     config = yaml.safe_load(config_path.read_text())
     _, base_steps, _, base_layers, _, _ = size
     runs = planned_recurrent_runs(config)
     seconds = sum(n * step_seconds.get(model, step_seconds["ddlstm"]) * depth / base_layers * t / base_steps
                   for _, model, depth, t, n in runs)
-    note = f"{len(runs)} recurrent runs, {sum(r[4] for r in runs):,} steps: {seconds / 3600:.1f} h"
+    note = f"recurrent: {seconds / 3600:.1f} h"
     videos = [name for name, spec in config["datasets"].items() if "videos" in spec]
     if videos and finetune_rate:
         features = config["features"]
@@ -267,7 +484,7 @@ def gpu_hours(config_path: Path, step_seconds: dict, size, finetune_rate: float 
         seconds += frames / finetune_rate
         note += (f"; frame classifier fine-tuning ({len(videos)} datasets x {len(config['splits'])} splits): "
                  f"{frames / finetune_rate / 3600:.1f} h")
-    return f"{seconds / 3600:.1f} GPU-hours", note
+    return len(runs), sum(r[4] for r in runs), seconds / 3600, note
 
 
 # -- main ---------------------------------------------------------------------------------------------------
@@ -275,10 +492,16 @@ def gpu_hours(config_path: Path, step_seconds: dict, size, finetune_rate: float 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU: checks the script runs")
-    parser.add_argument("--budget", type=float, default=270.0, help="seconds after which no section starts")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes on the CPU under the Triton interpreter")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="seconds for the whole run, shared by sections (280; 900 with --smoke)")
+    parser.add_argument("--grace", type=float, default=60.0,
+                        help="seconds a section may overrun its share before the watchdog ends the run")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per variant")
     args = parser.parse_args(argv)
+    if args.budget is None:
+        args.budget = 900.0 if args.smoke else 280.0
     if args.smoke:
         torch.set_num_threads(1)
         device = torch.device("cpu")
@@ -287,38 +510,58 @@ def main(argv=None):
         repeats, warmup = 1, 0
     else:
         if not torch.cuda.is_available():
-            parser.error("no CUDA device: run with --smoke to check the script on the CPU")
+            parser.error("no CUDA device: --smoke (TRITON_INTERPRET=1) checks the script on the CPU")
         device = torch.device("cuda")
         size = bench.SIZES["paper"]
         cnn = {"batch": 64, "pixels": 224, "width": 1.0, "steps": 10}
         repeats, warmup = args.repeats, 4
     start = time.monotonic()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (smoke: numbers meaningless)"
-    print(f"benchmarks/gpu.py on {name}, torch {torch.__version__}, "
-          f"size (B, T, H, layers, input, classes) = {size}")
-    table = Table(args.budget)
-    table.run("self-check", "implementation='auto' picks", lambda: auto_choice(device))
-    for kind in MODELS:
-        table.run("agreement", f"{kind}: triton vs fused, max abs difference",
-                  lambda kind=kind: agreement(kind, size, device))
-    step_times = recurrent_timings(table, size, device, repeats, warmup)
-    table.run("evaluation", "ddlstm/triton forward", lambda: evaluation(size, device, repeats, warmup))
-    rates = {}
-    for bf16 in (True, False):
+    print(f"benchmarks/gpu.py on {name}, torch {torch.__version__}, size (B, T, H, layers, input, classes) = "
+          f"{size}, budget {args.budget:.0f} s")
+
+    def section(title):
+        return Section(title, SHARES[title] * args.budget, args.grace)
+
+    ready, verdicts, steps, rates = False, {}, {}, {}
+    with section("preflight") as guard:
+        ready = preflight(guard, device, size)
+    if ready:
+        with section("correctness") as guard:
+            verdicts.update(correctness(guard, device, size))
+            print()
+            verdicts.update({("graph", *k): v for k, v in graph_replay(guard, device, size).items()})
+            print()
+            verdicts["barriers"] = barriers(device)
+    with section("training step") as guard:
+        steps = training_steps(guard, device, size, repeats, warmup, verdicts, ready)
+    if ready:
+        with section("evaluation") as guard:
+            evaluation(guard, device, size, repeats, warmup)
+    with section("BN-Inception") as guard:
+        table("BN-Inception", "images/s", "note")
         for training in (True, False):
-            kind = "fine-tuning" if training else "extraction"
-            label = f"{kind}, bf16 + channels_last" if bf16 else f"{kind}, fp32"
-
-            def measure(bf16=bf16, training=training, label=label):
-                rates[label] = bninception(device, bf16=bf16, training=training, **cnn)
-                return f"{rates[label]:.1f} images/s", f"{cnn['pixels']} px, batch {cnn['batch']}"
-
-            table.run("BN-Inception", label, measure)
-    graphed = {m: step_times[f"{m}/triton-graphed"] for m in MODELS if f"{m}/triton-graphed" in step_times}
-    for config in ("paper.yaml", "mstcn.yaml"):
-        table.run("GPU-hours", f"config/{config}", lambda config=config: (
-            gpu_hours(ROOT / "config" / config, graphed, size, rates.get("fine-tuning, bf16 + channels_last"))
-            if "ddlstm" in graphed else ("-", "no measured graphed DDLSTM step")))
+            guard.check()
+            label = "fine-tuning" if training else "extraction"
+            try:
+                rates[label] = bninception(device, bf16=True, training=training, **cnn)
+                row(f"{label}, bf16 + channels_last", f"{rates[label]:.1f}",
+                    f"{cnn['pixels']} px, batch {cnn['batch']}")
+            except Exception as error:  # noqa: BLE001  (the row says it)
+                row(f"{label}, bf16 + channels_last", "error", one_line(error))
+    with section("GPU-hours") as guard:
+        graphed = {model: steps[f"{model}/triton-graphed"] for model in MODELS
+                   if f"{model}/triton-graphed" in steps}
+        table("config", "recurrent runs", "steps", "GPU-hours",
+              f"from the graphed {', '.join(DEFAULT)} steps")
+        for config in ("paper.yaml", "mstcn.yaml"):
+            guard.check()
+            if "ddlstm" not in graphed:
+                row(f"config/{config}", "-", "-", "-", "no measured graphed DDLSTM step")
+                continue
+            runs, total, hours, note = gpu_hours(ROOT / "config" / config, graphed, size,
+                                                 rates.get("fine-tuning"))
+            row(f"config/{config}", runs, f"{total:,}", f"{hours:.1f}", note)
     print(f"\n({time.monotonic() - start:.0f} s)")
 
 

@@ -337,3 +337,42 @@ def test_kernels_equal_reference_cell_when_a_step_is_split_between_threads(kerne
             torch.testing.assert_close(p_fast.grad, p_ref.grad, rtol=1e-9, atol=1e-11, msg=name)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_running_statistics_past_the_table_skip_timesteps_without_rows(kernel):
+    """Timesteps past max_timesteps share its last slot, updated in order; where every row of a domain is
+    padding that timestep leaves the slot alone (the update is arithmetic, never a host-side test)."""
+    ref, fast = _pair(DDLSTM, kernel, layers=1, max_timesteps=3)
+    x = torch.randn(8, 7, 5, dtype=torch.float64)
+    mask = torch.ones(8, 7, dtype=torch.bool)
+    mask[:3, 5] = False  # domain 0 (rows 0-2) has no real row at t = 5, past the table
+    mask[3:, 4] = False  # nor has domain 1 at t = 4
+    for model in (ref, fast):
+        model(x, domain_sizes=[3, 5], mask=mask)
+    for (name, b_ref), b_fast in zip(ref.named_buffers(), fast.buffers()):
+        torch.testing.assert_close(b_fast, b_ref, rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_a_look_ahead_training_step_reads_nothing_back_on_the_host(cls):
+    """A training step must not synchronise with the device, or CUDA-graph capture breaks: on the meta device
+    every read of a tensor's value on the host raises. Look-ahead windows (1.5 histories) are longer than the
+    models' max_timesteps (the history), with padded frames."""
+    from pipeline.optim import make_optimizer
+    from pipeline.training.classifier import frame_loss
+
+    history = 8
+    model = cls(6, 16, 2, max_timesteps=history, implementation="fused").to("meta")
+    head = torch.nn.Linear(16, 5).to("meta")
+    parameters = list(model.parameters()) + list(head.parameters())
+    optimizer = make_optimizer("sgd", parameters, lr=0.1, momentum=0.9)
+    x = torch.empty(10, history * 3 // 2, 6, device="meta")
+    mask = torch.ones(10, history * 3 // 2, dtype=torch.bool, device="meta")
+    targets = torch.zeros(10, history * 3 // 2, dtype=torch.long, device="meta")
+    for _ in range(2):  # the second step has the optimiser's state
+        loss = frame_loss(head(model(x, domain_sizes=[4, 6], mask=mask)), targets, "windows")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        model.constrain_alphas_()

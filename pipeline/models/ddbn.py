@@ -290,7 +290,26 @@ def update_running_sequence(
         for stat, running in ((mean, bn.running_mean), (var, bn.running_var)):
             old = running[dom, :direct]
             old += (stat[:direct, p].to(old.dtype) - old) * upd
-        # Timesteps past the table share its last slot, as in evaluation.
-        for t in range(direct, steps):
-            if has_rows is None or bool(has_rows[t, p]):
-                update_running_statistics(bn, dom, bn.max_timesteps - 1, mean[t, p], var[t, p])
+        if steps > direct:  # timesteps past the table share its last slot, as in evaluation
+            _update_last_slot(bn, dom, mean[direct:, p], var[direct:, p],
+                              None if has_rows is None else has_rows[direct:, p])
+
+
+@torch.no_grad()
+def _update_last_slot(bn: DDBN, dom, mean: torch.Tensor, var: torch.Tensor,
+                      has_rows: torch.Tensor | None) -> None:
+    """The moving averages of the last slot after k updates in timestep order, at once: with rates r_i (the
+    momentum, or 0 where a timestep had no real row), old prod(1 - r_i) + sum_i stat_i r_i prod_(j > i)
+    (1 - r_j).
+    Tensor arithmetic only: whether a timestep had rows is never read on the host (a look-ahead window is
+    longer than the table, and its training step must stay capturable as a CUDA graph)."""
+    rates = torch.full((mean.shape[0], 1), bn.momentum, dtype=mean.dtype, device=mean.device)
+    if has_rows is not None:
+        rates = rates * has_rows.to(mean.dtype).unsqueeze(1)
+    keep = 1 - rates  # (k, 1)
+    # prod_(j > i) (1 - r_j): reversed cumulative products, shifted by one
+    after = torch.cat([keep.flip(0).cumprod(0).flip(0)[1:], keep.new_ones(1, 1)])
+    for stat, running in ((mean, bn.running_mean), (var, bn.running_var)):
+        slot = running[dom, bn.max_timesteps - 1]
+        new = slot * keep.prod() + (stat.to(slot.dtype) * (rates * after).to(slot.dtype)).sum(0)
+        slot.copy_(new)

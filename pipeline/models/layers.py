@@ -16,15 +16,19 @@ layer's real parameters (each kernel owns whatever algebra makes it fast):
 
 * "native": the per-timestep loop in C++ (`native/`), CPU only, where it can be compiled;
 * "fused": the tensor kernel (`fused.py`), one autograd node per layer, any device;
-* "triton": Triton kernels (`triton_kernel/`), one launch per timestep and layer, CUDA (and CPU
-  tensors under TRITON_INTERPRET=1, which is how it is tested without a GPU);
+* "triton": Triton kernels (`triton_kernel/`), one persistent launch per layer and direction (or one
+  launch per timestep, the step kernels), CUDA (and CPU tensors under TRITON_INTERPRET=1, which is how
+  it is tested without a GPU);
 * "reference": `step` at every timestep.
 
-`implementation="auto"` takes the native kernel on the CPU when it is available; on CUDA the Triton
-kernels once a first-use self-check on that device agrees with the fused kernel (else the fused
-kernel, with one warning naming why); the fused kernel elsewhere. The Triton package is imported only
-when it is used or checked. Evaluation-mode forwards without a gradient run the chosen kernel's
-graph-free loop.
+`implementation="auto"` takes the native kernel on the CPU when it is available; the fused kernel off
+CUDA. On CUDA it takes the Triton kernels where Triton imports and can build its launcher (a C compiler
+and Python's headers), and where the self-check of the call's shape class (layer kind, training or
+evaluation, the tiles and warps its rows and hidden size give, the precision), run once per process on
+that device, agrees with the fused kernel; else the fused kernel, with one warning naming why. A Triton
+call that fails after its self-check (forward or backward) runs through the fused kernel, with one
+warning, and so does every later call on that device. The Triton package is imported only when it is
+used or checked. Evaluation-mode forwards without a gradient run the chosen kernel's graph-free loop.
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ from .stepnorm import NormSpec
 NORMALISATIONS = ("none", "bn", "ddbn")
 IMPLEMENTATIONS = ("auto", "native", "fused", "triton", "reference")
 _TRITON_PACKAGE = f"{__package__}.triton_kernel"
-_auto_verdicts: dict[str, str] = {}  # CUDA device -> "triton" or "fused", after its self-check
+_auto_verdicts: dict[str, str] = {}  # CUDA device -> "triton" or "fused", after its preflight or a failure
+_class_verdicts: dict[tuple, str | None] = {}  # (device, kind, training, shape class) -> what failed, or None
 
 
 def _triton():
@@ -70,24 +75,72 @@ def triton_unavailable(device: torch.device) -> str | None:
     return module.unavailable_reason(device)
 
 
+def _one_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"
+
+
 def _auto_on_cuda(device: torch.device) -> str:
-    """"triton" where its self-check on this device passes, else "fused" (warned once per device)."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    key = f"cuda:{index}"
+    """"triton" where Triton can run on this device (it imports, and a C compiler with Python's headers is
+    there for its launcher), else "fused" (warned once per device)."""
+    key = _device_key(device)
     if key not in _auto_verdicts:
         try:
             reason = triton_unavailable(device)
             if reason is None:
-                from .triton_kernel import checks
+                from .triton_kernel import selfcheck
 
-                reason = checks.self_check(torch.device(key))
-        except Exception as error:  # noqa: BLE001  (a compile error, a driver error: the fused kernel runs)
-            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:300]}"  # one line
+                reason = selfcheck.launcher_build_problem()
+        except Exception as error:  # noqa: BLE001  (a broken installation: the fused kernel runs)
+            reason = _one_line(error)
         if reason is not None:
             warnings.warn(f"implementation='auto' on {key}: not using the Triton kernels ({reason}); "
                           "using the fused kernel", stacklevel=3)
         _auto_verdicts[key] = "fused" if reason is not None else "triton"
     return _auto_verdicts[key]
+
+
+def _device_key(device: torch.device) -> str:
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index}"
+
+
+def _auto_checked(layer: RecurrentLayer, x: torch.Tensor) -> str:
+    """"triton" where the self-check of this call's shape class passed, else "fused": the class is what the
+    kernels compile to (the layer kind, training or evaluation, the tiles and warps the rows and hidden size
+    give, the precision); its self-check runs once per process, at this call's rows and hidden size."""
+    from .triton_kernel import selfcheck
+
+    key = _device_key(x.device)
+    if _auto_verdicts.get(key) == "fused":  # a Triton call on this device failed since
+        return "fused"
+    statistics = layer.training and layer.normalisation != "none"
+    shape = selfcheck.shape_class(x.shape[0], layer.hidden_size, statistics, x.device)
+    name = (key, layer.normalisation, layer.training, shape)
+    if name not in _class_verdicts:
+        try:
+            reason = selfcheck.self_check(torch.device(key), layer.normalisation, rows=x.shape[0],
+                                       hidden=layer.hidden_size, training=layer.training)
+        except Exception as error:  # noqa: BLE001  (a compile error, a driver error: the fused kernel runs)
+            reason = _one_line(error)
+        if reason is not None:
+            mode = "training" if layer.training else "evaluation"
+            warnings.warn(f"implementation='auto' on {key}: not using the Triton kernels for {mode} of "
+                          f"{layer.normalisation!r} layers with {x.shape[0]} rows, {layer.hidden_size} units "
+                          f"({reason}); using the fused kernel", stacklevel=4)
+        _class_verdicts[name] = reason
+    return "fused" if _class_verdicts[name] is not None else "triton"
+
+
+def auto_failed(device: torch.device, error: Exception) -> None:
+    """A Triton call chosen by implementation="auto" failed after its self-check: one warning, and the fused
+    kernel for every later call on this device."""
+    key = _device_key(device)
+    if _auto_verdicts.get(key) != "fused":
+        warnings.warn(f"implementation='auto' on {key}: a Triton kernel failed ({_one_line(error)}); using "
+                      "the fused kernel from now on", stacklevel=3)
+    _auto_verdicts[key] = "fused"
 
 
 def resolve_implementation(implementation: str, device: torch.device) -> str:
@@ -226,15 +279,18 @@ class RecurrentLayer(nn.Module):
         mask (N, T) bool marks real frames; padded steps enter no statistic and carry the state
         through unchanged.
         """
+        fallback = implementation == "auto"  # a Triton call that fails goes to the fused kernel
         implementation = resolve_implementation(implementation, x.device)
         if self.training and domain_sizes is not None:
             domain_sizes = check_domain_sizes(domain_sizes, self.num_domains, x.shape[0])
         wants_graph = torch.is_grad_enabled() and (x.requires_grad or self.weight_ih.requires_grad)
         if implementation == "reference" or (not self.training and wants_graph):
             return self._reference(x, domain_sizes, domain, mask)
+        if fallback and implementation == "triton":
+            implementation = _auto_checked(self, x)
         if self.training:
-            return self._train(x, domain_sizes, mask, implementation)
-        return self._evaluate(x, domain, mask, implementation)
+            return self._train(x, domain_sizes, mask, implementation, fallback)
+        return self._evaluate(x, domain, mask, implementation, fallback)
 
     def _training_domain_sizes(self, domain_sizes, n_rows: int) -> list[int]:
         if domain_sizes is not None:
@@ -243,10 +299,18 @@ class RecurrentLayer(nn.Module):
             raise ValueError("a DDLSTM in training mode needs domain_sizes=[n1, n2, ...]")
         return [n_rows]
 
-    def _train(self, x, domain_sizes, mask, implementation):
-        """Training mode through a kernel; the batch statistics it returns update the running ones."""
+    def _train(self, x, domain_sizes, mask, implementation, fallback=False):
+        """Training mode through a kernel; the batch statistics it returns update the running ones.
+        `fallback`: a Triton call that fails runs through the fused kernel (with one warning)."""
         if implementation == "triton":  # the bookkeeping below happens in its kernels
-            return _triton().train_layer(self, x, self._training_domain_sizes(domain_sizes, x.shape[0]), mask)
+            sizes = self._training_domain_sizes(domain_sizes, x.shape[0])
+            try:
+                return _triton().train_layer(self, x, sizes, mask, fallback)
+            except Exception as error:
+                if not fallback:
+                    raise
+                auto_failed(x.device, error)
+                implementation = "fused"
         kernel = _kernel_module(implementation).train_sequence
         if self.normalisation == "none":
             out, _ = kernel(x, self.weight_ih, self.weight_hh, self.bias, None, None, None, None, None, None, None,
@@ -282,8 +346,14 @@ class RecurrentLayer(nn.Module):
         update_running_sequence(self.norm_c, [0], mean_c, var_c, has_any)
         return out
 
-    def _evaluate(self, x, domain, mask, implementation):
+    def _evaluate(self, x, domain, mask, implementation, fallback=False):
         """Evaluation mode without a graph: the population statistics as per-timestep affine maps."""
+        if implementation == "triton" and fallback:
+            try:
+                return self._evaluate(x, domain, mask, implementation)
+            except Exception as error:  # noqa: BLE001  (after its self-check: the fused kernel runs instead)
+                auto_failed(x.device, error)
+                implementation = "fused"
         kernel = _kernel_module(implementation).evaluate_layer
         if self.normalisation == "none":
             return kernel(x, self.weight_ih, self.weight_hh, self.bias, mask, None)

@@ -1,25 +1,22 @@
-"""Checks of the Triton kernels: the first-use self-check on a device, the launch count of a training
-step, and compile-only checks of the kernels for GPUs that are not on this machine.
+"""Checks of the Triton kernels that need no GPU: the launch count of a training step, and compile-only
+checks of the kernels for GPUs that are not on this machine (the device checks are in `selfcheck.py`).
 
-* `self_check(device)`: a small batch of each layer kind (LSTM, BNLSTM, DDLSTM with two unequal
-  domains and padded frames) through the Triton and the fused kernels, forward, every gradient and
-  the evaluation forward; None when they agree within float32 tolerance (TF32's where enabled), else
-  the first difference. `layers.resolve_implementation("auto")` runs it once per CUDA device.
 * `count_step(step)`: the kernel launches of one call of `step` without executing the Triton kernels
   (counting mode, `launcher.counting`): Triton launches by the launch counter (exact: shapes are
   static), plus every aten operator torch.profiler records around them, nested calls included (an
   upper bound: views launch nothing).
 * `record_launches(step)`, `layer_specialisations(...)` and `compile_specialisation(spec, arch)`: the
-  distinct kernel variants a step launches, with the argument types, alignments and constexprs
-  Triton's JIT would compile for them, compiled with `triton.compile` for an NVIDIA target (sm_80,
-  sm_90: no device needed), with shared memory from the metadata and registers and spills from the
-  bundled ptxas (`-v`). `python -m pipeline.models.triton_kernel.checks` prints them as a table for
-  the demo's and the paper's sizes.
+  distinct kernel variants a step launches, with the argument types, alignments, constexprs and launch
+  options Triton's JIT would compile for them and the largest grid each is launched on, compiled with
+  `triton.compile` for an NVIDIA target (sm_80, sm_90: no device needed), with shared memory from the
+  metadata, registers and spills from the bundled ptxas (`-v`), and counts of some PTX instructions
+  (tensor-core products, float32 FMAs, the barriers' atomics).
+  `python -m pipeline.models.triton_kernel.checks` prints them as a table for the demo's and the paper's
+  sizes.
 """
-
 from __future__ import annotations
 
-import copy
+import contextlib
 import os
 import re
 import subprocess
@@ -29,65 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .launcher import TF32_VARIABLE, counting, dot_precision
-
-# -- the first-use self-check -----------------------------------------------------------------------
-
-
-def _difference(name, ours, theirs, rtol, atol) -> str | None:
-    if ours is None or theirs is None:
-        return None if ours is None and theirs is None else f"{name}: a gradient is missing"
-    error = (ours - theirs).abs()
-    bound = atol + rtol * theirs.abs()
-    if not bool(torch.isfinite(ours).all()) or bool((error > bound).any()):
-        return f"{name} differs from the fused kernel's by up to {float(error.max()):.3g}"
-    return None
-
-
-def self_check(device: torch.device) -> str | None:
-    """None where the Triton kernels agree with the fused kernel on `device`, else what differs."""
-    from ..layers import RecurrentLayer
-
-    rtol, atol = (3e-2, 3e-3) if dot_precision() == "tf32" else (2e-3, 2e-4)
-    devices = [device.index or 0] if device.type == "cuda" else []
-    # it may be called from inside a forward under no_grad or autocast: it needs gradients, float32
-    with torch.random.fork_rng(devices=devices), torch.inference_mode(False), torch.enable_grad(), \
-            torch.autocast(device.type, enabled=False):
-        torch.manual_seed(0)
-        x = torch.randn(12, 6, 5, device=device)
-        mask = torch.ones(12, 6, dtype=torch.bool, device=device)
-        mask[0, :2] = False
-        mask[9, :1] = False
-        for normalisation in ("none", "bn", "ddbn"):
-            layer = RecurrentLayer(5, 16, normalisation, num_domains=2, max_timesteps=4).to(device).train()
-            other = copy.deepcopy(layer)
-            sizes, domains = (None, (None,))  # one population: the rows' domains do not matter
-            if normalisation == "ddbn":
-                sizes, domains = [7, 5], (1, torch.tensor([0, 1] * 6, device=device))
-            outputs = []
-            for module, implementation in ((layer, "triton"), (other, "fused")):
-                x_in = x.clone().requires_grad_()
-                y = module(x_in, domain_sizes=sizes, mask=mask, implementation=implementation)
-                (y * torch.linspace(-1, 1, y.numel(), device=device).view_as(y)).sum().backward()
-                outputs.append((y.detach(), x_in.grad))
-            (y_ours, dx_ours), (y_theirs, dx_theirs) = outputs
-            pairs = [("the output", y_ours, y_theirs), ("the input's gradient", dx_ours, dx_theirs)]
-            pairs += [(f"{name}'s gradient", p.grad, q.grad) for (name, p), q in
-                      zip(layer.named_parameters(), other.parameters())]
-            pairs += [(name, b, c) for (name, b), c in zip(layer.named_buffers(), other.buffers())]
-            layer.eval()
-            other.eval()
-            with torch.no_grad():
-                for domain in domains:
-                    pairs.append(("the evaluation output",
-                                  layer(x, domain=domain, mask=mask, implementation="triton"),
-                                  other(x, domain=domain, mask=mask, implementation="fused")))
-            for name, ours, theirs in pairs:
-                problem = _difference(f"{normalisation}: {name}", ours, theirs, rtol, atol)
-                if problem is not None:
-                    return problem
-    return None
-
+from .launcher import KERNEL_VARIABLE, PRECISION_VARIABLE, counting
 
 # -- counting a step's launches ---------------------------------------------------------------------
 
@@ -109,7 +48,7 @@ def count_step(step) -> dict:
 # -- compile-only -----------------------------------------------------------------------------------
 
 
-def specialise(kernel, args, constexprs, num_warps, num_stages):
+def specialise(kernel, args, constexprs, options):
     """(key, what triton.compile needs) for a launch, as Triton's JIT specialises it: argument types,
     16-byte alignment and divisibility by 16, integers equal to 1 as constants, the constexprs."""
     from triton._C.libtriton import native_specialize_impl
@@ -130,9 +69,9 @@ def specialise(kernel, args, constexprs, num_warps, num_stages):
         elif isinstance(spec, str) and spec:
             attrs[(index,)] = CUDABackend.parse_attr(spec)
     key = (kernel.fn.__name__, tuple(signature.items()), tuple(sorted(constants.items())),
-           repr(sorted(attrs.items())), num_warps, num_stages)
+           repr(sorted(attrs.items())), tuple(sorted(options.items())))
     return key, {"kernel": kernel, "signature": signature, "constexprs": constants, "attrs": attrs,
-                 "num_warps": num_warps, "num_stages": num_stages}
+                 "num_warps": options["num_warps"], "num_stages": options["num_stages"], "options": options}
 
 
 def record_launches(step) -> list[dict]:
@@ -142,14 +81,31 @@ def record_launches(step) -> list[dict]:
     return list(record.specialisations.values())
 
 
-def layer_specialisations(kind: str, rows: int, steps: int, hidden: int, inputs: int, tf32: bool = False):
+@contextlib.contextmanager
+def variant(precision: str | None = None, kernel: str | None = None):
+    """DDLSTM_TRITON_PRECISION / DDLSTM_TRITON_KERNEL set to these values inside (None: left as they are)."""
+    values = {PRECISION_VARIABLE: precision, KERNEL_VARIABLE: kernel}
+    previous = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value is not None:
+                os.environ[name] = value
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def layer_specialisations(kind: str, rows: int, steps: int, hidden: int, inputs: int,
+                          precision: str = "tf32x3", kernel: str = "persistent"):
     """The kernel variants one `kind` layer launches for a training step (with padded frames, two
     domains) and an evaluation forward (per-row domains): nothing is executed."""
     from ..recurrent import create_model
 
-    previous = os.environ.get(TF32_VARIABLE)
-    os.environ[TF32_VARIABLE] = "1" if tf32 else "0"
-    try:
+    with variant(precision, kernel):
         torch.manual_seed(0)
         model = create_model(kind, inputs, hidden, 1, max_timesteps=steps, implementation="triton")
         x, mask = torch.randn(rows, steps, inputs), torch.ones(rows, steps, dtype=torch.bool)
@@ -163,11 +119,6 @@ def layer_specialisations(kind: str, rows: int, steps: int, hidden: int, inputs:
                 model(x, domain=torch.arange(rows) % 2, mask=mask)
 
         return record_launches(step)
-    finally:
-        if previous is None:
-            del os.environ[TF32_VARIABLE]
-        else:
-            os.environ[TF32_VARIABLE] = previous
 
 
 @dataclass
@@ -181,6 +132,11 @@ class CompiledKernel:
     registers: int
     spill_stores: int
     spill_loads: int
+    instructions: dict  # counts of some PTX instructions: tensor-core products, float32 FMAs, atomics
+
+
+INSTRUCTIONS = {"mma": "mma.sync.aligned", "wgmma": "wgmma.mma_async", "fma": "fma.rn.f32",
+                "round": "cvt.rna.tf32.f32", "atom": "atom.global", "acquire": "ld.global.gpu.acquire"}
 
 
 SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}  # bytes of shared memory one block may use
@@ -194,8 +150,7 @@ def compile_specialisation(spec: dict, arch: int) -> CompiledKernel:
 
     source = triton.compiler.ASTSource(fn=spec["kernel"], signature=spec["signature"],
                                        constexprs=spec["constexprs"], attrs=spec["attrs"])
-    options = {"num_warps": spec["num_warps"], "num_stages": spec["num_stages"]}
-    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
+    compiled = triton.compile(source, target=GPUTarget("cuda", arch, 32), options=dict(spec["options"]))
     ptxas = knobs.nvidia.ptxas.path
     target = re.search(r"^\.target\s+(sm_\w+)", compiled.asm["ptx"], re.MULTILINE).group(1)  # sm_90a on sm_90
     with tempfile.TemporaryDirectory() as folder:
@@ -211,29 +166,39 @@ def compile_specialisation(spec: dict, arch: int) -> CompiledKernel:
     if registers is None or spills is None:
         raise RuntimeError(f"unexpected ptxas output: {report[-500:]}")
     constexprs = {k: v for k, v in spec["constexprs"].items() if isinstance(k, str) and k.isupper()}
+    ptx_text = compiled.asm["ptx"]
+    counts = {name: ptx_text.count(text) for name, text in INSTRUCTIONS.items()}
     return CompiledKernel(spec["kernel"].fn.__name__, arch, constexprs, spec["num_warps"], spec["num_stages"],
                           compiled.metadata.shared, int(registers.group(1)), int(spills.group(1)),
-                          int(spills.group(2)))
+                          int(spills.group(2)), counts)
 
 
 def main() -> None:
-    """Print every kernel variant's registers, shared memory and spills at sm_80 and sm_90."""
-    sizes = {"demo": (32, 50, 32, 24), "paper": (128, 200, 128, 64)}  # rows, timesteps, hidden, inputs
-    print("| size | kernel (model) | variant (with padded frames) | warps, stages "
-          "| sm_80 registers / shared memory / spills | sm_90 registers / shared memory / spills |")
-    print("|---|---|---|---|---|---|")
+    """Print every kernel variant of both recurrences at the default precision (and the persistent
+    kernels' at the others): registers, shared memory, spills, tensor-core products, grid, sm_80 and sm_90."""
+    sizes = {"demo": (32, 50, 32, 24), "paper": (128, 200, 128, 64), "largest": (256, 20, 128, 64)}
+    print("| size | kernel (model) | variant (with padded frames) | precision | warps | programs "
+          "| sm_80 registers / shared memory / spills / tensor-core products "
+          "| sm_90 registers / shared memory / spills / tensor-core products |")
+    print("|---|---|---|---|---|---|---|---|")
     for size, shape in sizes.items():
-        for kind in ("ddlstm", "bnlstm", "lstm"):
-            for spec in layer_specialisations(kind, *shape):
-                results = [compile_specialisation(spec, arch) for arch in (80, 90)]
-                first = results[0]
-                keys = ("NORM", "TRAIN", "D", "E", "BLOCK_N", "BLOCK_K")
-                variant = ", ".join(f"{k}={first.constexprs[k]}" for k in keys if k in first.constexprs)
-                cells = " | ".join(f"{r.registers} / {r.shared_bytes:,} B / "
-                                   f"{r.spill_stores + r.spill_loads} B"
-                                   for r in results)
-                print(f"| {size} | {first.name} ({kind}) | {variant} | {first.num_warps}, {first.num_stages} "
-                      f"| {cells} |", flush=True)
+        for kernel, precision in (("persistent", "tf32x3"), ("persistent", "tf32"), ("persistent", "ieee"),
+                                  ("step", "tf32x3")):
+            for kind in ("ddlstm", "bnlstm", "lstm"):
+                for spec in layer_specialisations(kind, *shape, precision=precision, kernel=kernel):
+                    name = spec["kernel"].fn.__name__
+                    if precision != "tf32x3" and not name.startswith("sequence"):
+                        continue  # the other kernels have no products
+                    results = [compile_specialisation(spec, arch) for arch in (80, 90)]
+                    first = results[0]
+                    keys = ("NORM", "TRAIN", "D", "E", "BLOCK_N", "BLOCK_H", "BLOCK_K")
+                    variant = ", ".join(f"{k}={first.constexprs[k]}" for k in keys if k in first.constexprs)
+                    cells = " | ".join(f"{r.registers} / {r.shared_bytes:,} B / "
+                                       f"{r.spill_stores + r.spill_loads} B / "
+                                       f"{r.instructions['mma'] + r.instructions['wgmma']}" for r in results)
+                    products = precision if name.startswith(("sequence", "step")) else "-"
+                    print(f"| {size} | {name} ({kind}) | {variant} | {products} | {first.num_warps} "
+                          f"| {spec['programs']} | {cells} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """The Triton kernels of one LSTM / BNLSTM / DDLSTM layer (launched through `launcher.py` by `function.py`).
 
-Five kernels. One computes two domains' contribution weights (`contribution_forward`). Two are batched
-over all timesteps (what does not depend on the recurrence): the input side's normaliser forward
-(`input_norm_forward`) and backward (`input_norm_backward`). Two run once per timestep: `step_forward`
-and `step_backward`. A step program owns a block of hidden units (their four gate columns) and, when it
+Five kernels, and the device helpers `persistent.py` shares. One computes two domains' contribution
+weights (`contribution_forward`). Two are batched over all timesteps (what does not depend on the
+recurrence): the input side's normaliser forward (`input_norm_forward`) and backward
+(`input_norm_backward`). Two run once per timestep, the step kernels: `step_forward` and `step_backward`
+(the persistent kernels of `persistent.py` loop over the timesteps instead; these are their fallback).
+A step program owns a block of hidden units (their four gate columns) and, when it
 computes batch statistics, every row of the batch, so each statistic of its columns is a reduction over
 its own registers: no second kernel, no atomics. Training and evaluation, with or without normalisers,
 are one template each way, specialised by constexprs (NORM, TRAIN, D, E, HAS_MASK). The cell's maths is
@@ -147,18 +149,53 @@ def _norm_backward(dy, a, mean_ptr, var_ptr, t, cols, col_ok, F, wn0, wn1, first
 
 
 @triton.jit
+def _tf32(x, TRUNCATE: tl.constexpr):
+    """float32 values with their mantissa cut to TF32's 10 bits: truncated (what a tensor core does with
+    the low 13 bits of a float32 operand) or rounded to nearest, ties away (`cvt.rna.tf32.f32`)."""
+    bits = x.to(tl.uint32, bitcast=True)
+    if not TRUNCATE:
+        bits += 0x1000
+    return (bits & 0xFFFFE000).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _dot(a, b, acc, PRECISION: tl.constexpr, EMULATE: tl.constexpr):
+    """acc + a @ b in float32, the products at PRECISION: "ieee", "tf32", or "tf32x3" (three TF32
+    products of the operands split as big + small, error-compensated).
+
+    EMULATE (under the interpreter, whose dot ignores the precision): the operands rounded here as Triton's
+    NVIDIA backend feeds them to the tensor cores (tf32: as they are, the hardware ignores their low 13
+    bits; tf32x3: big and small both rounded to nearest), so that the interpreter shows the accuracy a GPU
+    would give."""
+    if EMULATE and PRECISION == "tf32":
+        acc = tl.dot(_tf32(a, True), _tf32(b, True), acc=acc, input_precision="ieee")
+    elif EMULATE and PRECISION == "tf32x3":
+        a_big = _tf32(a, False)
+        b_big = _tf32(b, False)
+        small = tl.dot(_tf32(a - a_big, False), b_big, input_precision="ieee")
+        small = tl.dot(a_big, _tf32(b - b_big, False), acc=small, input_precision="ieee")
+        acc = tl.dot(a_big, b_big, acc=acc + small, input_precision="ieee")
+    else:
+        acc = tl.dot(a, b, acc=acc, input_precision=PRECISION)
+    return acc
+
+
+@triton.jit
 def _product(src_ptr, src_ok, rows, K, w_ptr, w_k_stride, w_c_stride, cols, col_ok, BLOCK_N: tl.constexpr,
-             BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr):
+             BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr, EMULATE: tl.constexpr,
+             SHARED: tl.constexpr = False):
     """(BLOCK_N, BLOCK_C) = src[rows, :K] @ W[:K, cols], src row-major (., K), W[k, c] at
-    w_ptr + k w_k_stride + c w_c_stride; rows with src_ok False read as zero."""
+    w_ptr + k w_k_stride + c w_c_stride; rows with src_ok False read as zero. SHARED: src was written by
+    other programs of the same launch (read from L2, past the SM's L1)."""
     acc = tl.zeros((BLOCK_N, BLOCK_C), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         k = k0 + tl.arange(0, BLOCK_K)
         k_ok = k < K
-        a = tl.load(src_ptr + rows[:, None] * K + k[None, :], mask=src_ok[:, None] & k_ok[None, :], other=0.0)
+        a = tl.load(src_ptr + rows[:, None] * K + k[None, :], mask=src_ok[:, None] & k_ok[None, :], other=0.0,
+                    cache_modifier=".cg" if SHARED else "")
         b = tl.load(w_ptr + k[:, None] * w_k_stride + cols[None, :] * w_c_stride,
-                    mask=k_ok[:, None] & col_ok[None, :], other=0.0)
-        acc = tl.dot(a, b, acc=acc, input_precision=PRECISION)
+                    mask=k_ok[:, None] & col_ok[None, :], other=0.0, eviction_policy="evict_last")
+        acc = _dot(a, b, acc, PRECISION, EMULATE)
     return acc
 
 
@@ -340,6 +377,7 @@ def step_forward(
     N, H, split, eps,  # split: the first row of the second domain (N with one); eps of the normalisers
     NORM: tl.constexpr, TRAIN: tl.constexpr, RUNNING: tl.constexpr, D: tl.constexpr, HAS_MASK: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    EMULATE: tl.constexpr,
 ):
     # RUNNING: the moving averages are updated here, in timestep order (timesteps past the S slots share
     # the last one), which no batched kernel could do
@@ -365,7 +403,7 @@ def step_forward(
         cols = gate * H + units
         offsets = t * N * G + rows[:, None] * G + cols[None, :]
         a = _product(h_prev_ptr, prev_ok, rows, H, w_hh_ptr, 1, H, cols, unit_ok, BLOCK_N, BLOCK_H, BLOCK_K,
-                     PRECISION)
+                     PRECISION, EMULATE)
         if NORM:
             if TRAIN:
                 tl.store(ah_ptr + offsets, a, mask=tile_ok)
@@ -463,6 +501,7 @@ def step_backward(
     N, H, split, eps,  # as for `step_forward`
     NORM: tl.constexpr, D: tl.constexpr, E: tl.constexpr, HAS_MASK: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, PRECISION: tl.constexpr,
+    EMULATE: tl.constexpr,
 ):
     # grid (cdiv(H, BLOCK_H), cdiv(N, BLOCK_N)), the forward's programs; with NORM one holds all rows
     G = 4 * H
@@ -480,7 +519,7 @@ def step_backward(
     # dL/dh_t: from the output, and from step t + 1 through W_h (every gate column: K = G)
     dh = tl.load(d_out_ptr + t * N * H + state, mask=tile_ok, other=0.0)
     dh += _product(dah_ptr + (t + 1) * N * G, next_ok, rows, G, w_hh_ptr, H, 1, units, unit_ok, BLOCK_N,
-                   BLOCK_H, BLOCK_K, PRECISION)
+                   BLOCK_H, BLOCK_K, PRECISION, EMULATE)
     keep = (mask_row > 0)[:, None]
     if HAS_MASK:  # a padded frame's h_t is h_{t-1}: its gradient passes on to step t - 1 untouched
         dh += tl.load(dh_carry_ptr + state, mask=next_tile, other=0.0)
