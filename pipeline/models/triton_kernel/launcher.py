@@ -33,7 +33,7 @@ then the step kernels with a one-time warning naming why (`choose_persistent`):
   barrier, and one program per SM is what can be relied on (the SM count of a CUDA device, else
   ASSUMED_SMS, an A100's, the smaller of the two targets compiled for);
 * BLOCK_K: chunks of the forward product's reduction over H (and of the backward partial's columns): 64,
-  16 where a program's (rows, gate columns) tile passes 8K floats (256 rows, or 128 rows of 8 units);
+  16 where a program's (rows, gate columns) tile passes 2,048 floats, 8 KB (256 rows, or 128 rows of 8 units);
   BLOCK_Q, the programs' partials summed per load in the backward, 8 (4 there); num_warps 4 up to 64
   rows, 8 above. Chosen with ptxas -v at 32, 128 and 256 rows for
   sm_80 and sm_90 (`checks.main`): the whole reduction in one product, or its slice of W_h held in
@@ -145,7 +145,7 @@ def choose_persistent(rows: int, hidden: int, statistics: bool, max_programs: in
     for block_h in PERSISTENT_BLOCK_H:
         programs = cdiv(hidden, block_h)
         if programs * row_blocks <= max_programs:
-            wide = block_n * block_h > 512  # (rows, gate columns) tiles of more than 8K floats
+            wide = block_n * block_h > 512  # (rows, gate columns) tiles of more than 2,048 floats (8 KB)
             return PersistentTiles(block_n=block_n, block_h=block_h,
                                    block_k=min(16 if wide else 64, max(16, next_power_of_2(hidden))),
                                    block_q=min(4 if wide else 8, next_power_of_2(programs)),
