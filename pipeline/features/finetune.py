@@ -178,16 +178,8 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
     def step(global_step: int) -> float:
         epoch, step_in_epoch = divmod(global_step, steps_per_epoch)
         started = time.monotonic()
-        if "train" not in loaders:
-            loaders["train"] = BatchLoader(training, range(global_step, total_steps), workers, pin_memory)
-            batches["train"] = iter(loaders["train"])
-        number, images, labels, dropout_seed = next(batches["train"])
-        if number != global_step:  # cannot happen: the loader keeps the order of its indices
-            raise RuntimeError(f"fine-tuning: the loader gave step {number}'s batch at step {global_step}")
-        torch.manual_seed(dropout_seed)
-        inputs, targets = to_network(images, device), labels.to(device, non_blocking=True)
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
+        inputs, targets = training_step_batch(loaders, batches, training, global_step, total_steps, workers,
+                                              pin_memory, device, optimizer, config.lr, "fine-tuning")
         model.train()
         with autocast(device, precision):
             logits = model(inputs)
@@ -198,12 +190,12 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
         sums = trainer.extra.setdefault("sums", _epoch_sums())
         correct = (logits.argmax(1) == targets).sum()
         if deferred:  # tensors on the device (a checkpoint saves them as they are)
-            sums["loss"] = loss.detach().double() * len(labels) + sums["loss"]
+            sums["loss"] = loss.detach().double() * len(targets) + sums["loss"]
             sums["correct"] = correct + sums["correct"]
         else:
-            sums["loss"] += loss.item() * len(labels)
+            sums["loss"] += loss.item() * len(targets)
             sums["correct"] += int(correct)
-        sums["frames"] += len(labels)
+        sums["frames"] += len(targets)
         sums["seconds"] += time.monotonic() - started
         if step_in_epoch + 1 == steps_per_epoch:  # the epoch's row of metrics.csv
             if "test" not in loaders:
@@ -235,6 +227,24 @@ def finetune(frames: SplitFrames, config: FinetuneConfig, output_dir: str | Path
                 "class_names": frames.class_names, "dataset": frames.dataset.name, "split": frames.split,
                 "fps": frames.dataset.fps, "precision": precision, "config": asdict(config)}, model_path)
     return model_path
+
+
+def training_step_batch(loaders: dict, batches: dict, training, global_step: int, total_steps: int, workers: int,
+                        pin_memory: bool, device, optimizer, lr: float, what: str):
+    """Step `global_step`'s training batch on the device, its dropout seed set and the optimiser's
+    cosine-decayed learning rate: the loader over the remaining steps is started on first use (and
+    again after a resume), so that a step's batch is a function of the step alone."""
+    if "train" not in loaders:
+        loaders["train"] = BatchLoader(training, range(global_step, total_steps), workers, pin_memory)
+        batches["train"] = iter(loaders["train"])
+    number, images, labels, dropout_seed = next(batches["train"])
+    if number != global_step:  # cannot happen: the loader keeps the order of its indices
+        raise RuntimeError(f"{what}: the loader gave step {number}'s batch at step {global_step}")
+    torch.manual_seed(dropout_seed)
+    inputs, targets = to_network(images, device), labels.to(device, non_blocking=True)
+    for group in optimizer.param_groups:
+        group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
+    return inputs, targets
 
 
 def load_classifier(path: str | Path, device="cpu", dataset: str | None = None):

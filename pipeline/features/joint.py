@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,7 +49,7 @@ from ..optim import SGD
 from ..options import option
 from ..trainer import CheckpointError, Trainer
 from .backbone import create_backbone
-from .finetune import FinetuneConfig, _deferred_read_back, _epoch_sums, evaluate
+from .finetune import FinetuneConfig, _deferred_read_back, _epoch_sums, evaluate, training_step_batch
 from .frame_batches import (
     BatchLoader,
     EvaluationBatches,
@@ -61,7 +60,6 @@ from .frame_batches import (
     prepare_network,
     resolve_precision,
     resolve_workers,
-    to_network,
 )
 
 log = logging.getLogger(__name__)
@@ -205,16 +203,8 @@ def finetune_joint(frames: list[SplitFrames], config: JointFinetuneConfig, outpu
     def step(global_step: int):
         epoch, step_in_epoch = divmod(global_step, steps_per_epoch)
         started = time.monotonic()
-        if "train" not in loaders:
-            loaders["train"] = BatchLoader(training, range(global_step, total_steps), workers, pin_memory)
-            batches["train"] = iter(loaders["train"])
-        number, images, labels, dropout_seed = next(batches["train"])
-        if number != global_step:  # cannot happen: the loader keeps the order of its indices
-            raise RuntimeError(f"joint fine-tuning: the loader gave step {number}'s batch at step {global_step}")
-        torch.manual_seed(dropout_seed)
-        inputs, targets = to_network(images, device), labels.to(device, non_blocking=True)
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * 0.5 * (1 + math.cos(math.pi * global_step / total_steps))
+        inputs, targets = training_step_batch(loaders, batches, training, global_step, total_steps, workers,
+                                              pin_memory, device, optimizer, config.lr, "joint fine-tuning")
         model.train()
         with autocast(device, precision):
             logits = model(inputs, sizes=sizes)
