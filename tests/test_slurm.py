@@ -29,7 +29,7 @@ CLUSTER_SCRIPT = ROOT / "tests/slurm/cluster.sh"
 PROFILES = ("--profile", "workflow/profiles/slurm", "--profile", "workflow/profiles/slurm-test")
 GPU_RULES = {"finetune", "extract", "boundary", "train", "alpha_init"}
 # The CPUs each job must get: its rule's threads (finetune's from the test profile's set-threads).
-THREADS = {"synthetic_data": 1, "frames": 2, "finetune": 2, "extract": 1, "none_row": 1, "boundary": 1,
+THREADS = {"synthetic_data": 1, "frames": 2, "finetune": 1, "extract": 1, "none_row": 1, "boundary": 1,
            "train": 1, "alpha_init": 1, "tables": 1, "figures": 1, "check_features": 1, "linear": 2}
 
 
