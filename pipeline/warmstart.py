@@ -64,7 +64,7 @@ def _receive_exactly(conn: socket.socket, size: int) -> bytes | None:
 def run(argv: list[str]) -> int | None:
     """Run `ddlstm <argv>` in a forked child of the server and return its exit status; None where it
     was not run there (the caller runs the step itself)."""
-    if "OMP_NUM_THREADS" not in os.environ:  # a cold process would choose its own thread count
+    if not os.environ.get("OMP_NUM_THREADS", "").isdigit():  # a cold process would choose its own thread count
         return None
     path = socket_path()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -134,7 +134,7 @@ def _serve_child(conn: socket.socket, listener: socket.socket, fds: list[int], r
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    os.environ.pop(SWITCH)  # the step runs here; were it to call ddlstm itself, that would run cold
+    os.environ.pop(SWITCH, None)  # the step runs here; were it to call ddlstm itself, that would run cold
     sys.path[:] = request["path"]
     sys.argv = [sys.argv[0], *request["argv"]]
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
