@@ -3,6 +3,7 @@ half from each (loss falls, alphas learned within their bounds, exact resume), e
 dataset's logits from it with its domain flag, and the features route's joint linear classifier."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from pipeline.data.synthetic import Sizes, generate
 from pipeline.features.extract import extract_logits
 from pipeline.features.finetune import load_classifier
 from pipeline.features.frame_batches import Preprocess, SplitFrames
-from pipeline.features.joint import JointFinetuneConfig, finetune_joint
+from pipeline.features.joint import JointFinetuneConfig, finetune_joint, joint_network
 from pipeline.features.joint_linear import JointLinearConfig, train_and_extract_joint
 from pipeline.features.logits import Logits, frame_accuracy
 from pipeline.models.ddbn2d import ddbn_layers
@@ -56,13 +57,24 @@ def read_csv(path):
         return list(csv.DictReader(handle))
 
 
-def test_joint_finetuning_learns_both_datasets_and_their_alphas(trained):
+def test_joint_finetuning_learns_both_datasets_and_their_alphas(pair_frames, trained):
     metrics = read_csv(trained / "metrics.csv")
     assert [row["steps"] for row in metrics] == ["8", "16"]  # 64 frames of each dataset per epoch, 8 of each a step
     assert set(metrics[0]) >= {"train_loss", "train_accuracy synbreakfast", "test_accuracy syncooking"}
-    # 16 steps on 4 tiny videos: too few for the loss to fall reliably, whatever the thread count; the
-    # training signal is checked by the alphas having moved (below) and by the workflow test's accuracies
-    assert all(0 < float(row["train_loss"]) < 10 for row in metrics)
+    # 16 steps of a network from random weights on 32-pixel frames move an epoch's mean loss by less than its
+    # noise (with one thread it rose, with two it fell), so what is checked is that training ran on both
+    # datasets: a finite loss, and the backbone and both heads away from their initial weights
+    assert all(math.isfinite(float(row["train_loss"])) for row in metrics)
+    settings = config()
+    torch.manual_seed(settings.seed)  # as finetune_joint builds its network
+    initial = joint_network(settings.backbone, settings.backbone_args, [len(f.class_names) for f in pair_frames],
+                            settings.alpha_init).state_dict()
+    final = torch.load(trained / "model.pt", weights_only=True)["model"]
+    assert final.keys() == initial.keys()
+    stem = "backbone.stem.0.0.weight"  # the first convolution
+    assert initial[stem].dim() == 4
+    for key in ("heads.0.weight", "heads.1.weight", stem):
+        assert not torch.equal(final[key], initial[key]), key
     alphas = read_csv(trained / "alphas.csv")
     layers = {row["layer"] for row in alphas}
     assert len(layers) == 69  # every BN of BN-Inception, one alpha pair each
