@@ -18,12 +18,17 @@ def dataset_arguments(parser: argparse.ArgumentParser) -> None:
 
 def dataset_from(args):
     """The dataset named by the options of `dataset_arguments`, read."""
+    return read_dataset(args.dataset, args.name)
+
+
+def read_dataset(spec: str, name: str | None = None):
+    """The dataset of a spec (inline JSON, or a JSON/YAML file with `name` picking one of several), read."""
     from .readers import load_dataset, read_spec
 
-    return load_dataset(read_spec(args.dataset, args.name))
+    return load_dataset(read_spec(spec, name))
 
 
-def _tolerance_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+def tolerance_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--tolerance-frames", type=int, default=10,
                         help=f"frames {what} may differ from its labels (default: 10)")
     parser.add_argument("--tolerance-fraction", type=float, default=0.02,
@@ -107,7 +112,7 @@ def frames_main(argv=None) -> int:
                         help="npy: raw uint8, fastest reads; h5: one JPEG per frame, ~10x smaller")
     parser.add_argument("--fps", type=float, help="resample frames and labels to this rate (default: the labels' rate)")
     parser.add_argument("--size", help="resize: short side (e.g. 128, aspect kept) or HxW (e.g. 64x64); default: native")
-    _tolerance_arguments(parser, "a video")
+    tolerance_arguments(parser, "a video")
     parser.add_argument("--report", help="CSV of decoded vs label counts per video (default: <output-dir>/report.csv)")
     args = parser.parse_args(argv)
     store_dataset(dataset_from(args), args.output_dir, args.store, fps=args.fps, size=_parse_size(args.size),
@@ -120,7 +125,7 @@ def feature_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of a step that reads a dataset's precomputed features (here and `linear`)."""
     dataset_arguments(parser)
     parser.add_argument("--fps", type=float, help="resample features and labels to this rate (default: the labels' rate)")
-    _tolerance_arguments(parser, "an array")
+    tolerance_arguments(parser, "an array")
 
 
 def feature_source(args):

@@ -1,12 +1,13 @@
-"""Command lines of the joint frame classifier (docs/studies/joint-cnn.md): `python -m pipeline
-finetune-joint` (two datasets read from videos: one dual-domain CNN) and `linear-joint` (two datasets
-read from features: a dual-domain BN and a linear head each). `extract` writes either dataset's logits
+"""Command lines of the joint frame classifier (docs/studies/joint-cnn.md): `ddlstm finetune-joint` (two
+datasets read from videos: one dual-domain CNN) and `linear-joint` (two datasets read from features: a
+dual-domain BN and a linear head each). `extract` writes either dataset's logits
 from a joint CNN's model.pt, as from a per-dataset one."""
 
 from __future__ import annotations
 
 import argparse
 
+from ..data.cli import read_dataset, tolerance_arguments
 from ..options import add_options, add_restart_option, config_from
 
 
@@ -16,14 +17,8 @@ def _datasets_argument(parser):
     parser.add_argument("--split", type=int, required=True, help="split number, from 1")
 
 
-def _read(spec: str):
-    from ..data.readers import load_dataset, read_spec
-
-    return load_dataset(read_spec(spec, None))
-
-
 def finetune_joint_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline finetune-joint",
+    parser = argparse.ArgumentParser(prog="ddlstm finetune-joint",
                                      description="Fine-tune one frame classifier on two datasets' training frames at "
                                                  "once, its batch normalisation dual-domain and a head per dataset; "
                                                  "resumes from <output-dir>/checkpoint.pt if present.")
@@ -42,23 +37,20 @@ def finetune_joint_main(argv=None) -> int:
     from .frame_batches import SplitFrames
     from .joint import finetune_joint
 
-    frames = [SplitFrames(_read(spec), args.split, folder, args.store, args.fps)
+    frames = [SplitFrames(read_dataset(spec), args.split, folder, args.store, args.fps)
               for spec, folder in zip(args.datasets, args.frames)]
     finetune_joint(frames, config, args.output_dir, restart_on_change=args.restart_on_change)
     return 0
 
 
 def linear_joint_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline linear-joint",
+    parser = argparse.ArgumentParser(prog="ddlstm linear-joint",
                                      description="Fit one classifier on two datasets' training features at once (a "
                                                  "dual-domain BN of the features, a linear head per dataset) and write "
                                                  "each dataset's logits of every video of the split to HDF5.")
     _datasets_argument(parser)
     parser.add_argument("--fps", type=float, help="resample features and labels to this rate (default: the labels' rate)")
-    parser.add_argument("--tolerance-frames", type=int, default=10,
-                        help="frames an array may differ from its labels (default: 10)")
-    parser.add_argument("--tolerance-fraction", type=float, default=0.02,
-                        help="... or this fraction of its label count, whichever is larger (default: 0.02)")
+    tolerance_arguments(parser, "an array")
     parser.add_argument("--outputs", nargs=2, required=True, metavar="H5",
                         help="the two datasets' logits files to write, in --datasets order")
     parser.add_argument("--work-dir", required=True, help="folder for model.pt, metrics.json and alphas.csv")
@@ -69,7 +61,7 @@ def linear_joint_main(argv=None) -> int:
     from ..data.precomputed import FeatureSource
     from .joint_linear import train_and_extract_joint
 
-    datasets = [_read(spec) for spec in args.datasets]
+    datasets = [read_dataset(spec) for spec in args.datasets]
     sources = [FeatureSource(dataset, args.fps, args.tolerance_frames, args.tolerance_fraction) for dataset in datasets]
     train_and_extract_joint(datasets, args.split, sources, config_from(args, JointLinearConfig), args.outputs,
                             args.work_dir)

@@ -9,7 +9,7 @@ from .cli import _pairs
 
 
 def joint_table_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline joint-table",
+    parser = argparse.ArgumentParser(prog="ddlstm joint-table",
                                      description="None, Joint LSTM and Joint DDLSTM with each dataset's frame "
                                                  "classifier alone and with the pair's joint one (CSV, Markdown, "
                                                  "LaTeX), with paired 95%% intervals of joint - alone.")
@@ -33,7 +33,7 @@ def joint_table_main(argv=None) -> int:
 
 
 def joint_figure_main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline joint-figure",
+    parser = argparse.ArgumentParser(prog="ddlstm joint-figure",
                                      description="The joint frame classifiers' alphas per layer, as PNG.")
     parser.add_argument("--alphas", nargs="+", required=True,
                         help="alphas.csv of the joint classifiers (<D1>+<D2>/split<k>/<folder>/alphas.csv)")

@@ -16,7 +16,6 @@ each pair with the configured fixed share (Table 1's runs) and their twins with 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import re
 from collections import defaultdict
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .figures import _save, plt
-from .runs import read_runs, values
+from .runs import read_rows, read_runs, values
 from .tables import JOINT_MODELS, write_table
 from .uncertainty import paired_difference, spread_over_seeds
 
@@ -42,10 +41,7 @@ def read_shares(paths) -> dict:
         if match is None:
             raise ValueError(f"{path}: not an adaptive run's shares.csv (<D1>+<D2>/split<k>/joint-<model>-L<depth>"
                              "-adaptive[-s<seed>]/)")
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        if not rows:
-            raise ValueError(f"{path}: no rows")
+        rows = read_rows(path, "rows")
         columns = sorted((c for c in rows[0] if c.startswith("share_")), key=lambda c: int(c.split("_")[1]))
         shares = np.array([[float(row[c]) for c in columns] for row in rows])
         share_min = json.loads((path.parent / "config.json").read_text())["share_min"]
@@ -127,7 +123,7 @@ def write_comparison(metrics_paths, shares_paths, pairs, depth: int, fixed_share
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline adaptive-share",
+        prog="ddlstm adaptive-share",
         description="The table and figure of fixed against adaptive batch makeup from the joint runs of each pair.")
     parser.add_argument("--metrics", nargs="+", required=True,
                         help="metrics.csv of the fixed runs (<protocol>-<model>-L<depth>[-s<seed>]/) and of the "

@@ -29,6 +29,15 @@ SEGMENTAL = ("edit", "f1@10", "f1@25", "f1@50")
 METRICS = ("accuracy", *SEGMENTAL, *(f"{name}_mstcn" for name in SEGMENTAL))
 
 
+def read_rows(path: Path, what: str) -> list[dict]:
+    """A run's CSV log as dicts, one per row; a log without rows is an error naming the file."""
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise ValueError(f"{path}: no {what}")
+    return rows
+
+
 def read_runs(paths) -> dict:
     """{(*datasets, protocol, model, depth): {dataset: {metric: {(split, seed): value}}}} of final
     evaluations; `seed` is FIRST_SEED or the digits after -s."""
@@ -38,10 +47,7 @@ def read_runs(paths) -> dict:
         if match is None:
             raise ValueError(f"{path}: not a run's metrics.csv (<D1>+<D2>[+...]/split<k>/<protocol>-<model>-L<depth>"
                              "[-adaptive][-s<seed>]/)")
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-        if not rows:
-            raise ValueError(f"{path}: no metrics rows")
+        rows = read_rows(path, "metrics rows")
         last = max(int(row["iteration"]) for row in rows)
         key = (*match["datasets"].split("+"), match["protocol"] + (match["variant"] or ""), match["model"],
                int(match["depth"]))
