@@ -1,6 +1,7 @@
 """Helpers for the tests that run the Snakemake workflow: a copy of the workflow in a scratch folder or a
 working directory written by `ddlstm init`, Snakemake runs bounded by a timeout that kills the whole
-process tree, a dry run's job counts, placeholder data for a config's datasets, and the results two runs
+process tree, a dry run's job counts, a configuration run over the tiny run or over features synthesised from the real
+labels, placeholder data for a config's datasets, and the results two runs
 do not share."""
 
 import csv
@@ -19,6 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = shutil.which("snakemake")
 TINY_CONFIG = ".test/config/config.yaml"
+# The real annotations some tests read (never part of the repository): beside the checkout, or named.
+REAL = Path(os.environ.get("DDLSTM_REAL_DATA", ROOT.parent / "shared" / "data" / "real"))
 
 
 def run_bounded(command: list[str], timeout: float, cwd: Path = ROOT, env: dict | None = None):
@@ -44,6 +47,34 @@ def copy_workflow(folder: Path) -> Path:
     for name in ("Snakefile", "workflow", "config", ".test"):
         source = ROOT / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, folder / name)
+    return folder
+
+
+def read_table(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def run_over(tiny_run: Path, folder: Path, config: str) -> tuple[Path, dict[str, int]]:
+    """`config` run in a copy of the tiny run's folder (copy2 keeps the times Snakemake compares): the
+    copy, and the jobs a dry run planned first."""
+    folder = shutil.copytree(tiny_run, folder, symlinks=True)
+    plan = planned(snakemake("-n", "--cores", "2", "--configfile", config, cwd=folder))
+    result = snakemake("--cores", "2", "--configfile", config, cwd=folder, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return folder, plan
+
+
+def synthesised_features_run(folder: Path, config: str) -> Path:
+    """`config` run in a fresh copy of the workflow over small MS-TCN folders whose features are
+    synthesised from the real Breakfast and 50 Salads labels (resources/synfeatures/)."""
+    from pipeline.data.synthetic.features import write_folder
+
+    folder = copy_workflow(folder)
+    write_folder(REAL / "breakfast", folder / "resources/synfeatures/breakfast", participants=4, videos_per_participant=2)
+    write_folder(REAL / "50salads", folder / "resources/synfeatures/50salads", participants=4, videos_per_participant=1)
+    result = snakemake("--cores", "2", "--configfile", config, cwd=folder, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:]
     return folder
 
 

@@ -2,12 +2,19 @@
 (the tiny configuration with two seeds and adaptive_share_comparison: true) in a copy of the tiny run's
 folder, so that only the recurrent runs, tables and figures are made."""
 
-import csv
 import json
-import shutil
 
 import pytest
-from snakemake_runs import ROOT, SNAKEMAKE, TINY_CONFIG, copy_workflow, planned, snakemake
+from snakemake_runs import (
+    ROOT,
+    SNAKEMAKE,
+    TINY_CONFIG,
+    copy_workflow,
+    planned,
+    read_table,
+    run_over,
+    snakemake,
+)
 
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install '.[workflow]')")
 
@@ -15,18 +22,9 @@ CONFIG = ".test/config/adaptive-share.yaml"
 PAIR = "results/recurrent/synbreakfast+syncooking/split1"
 
 
-def read_table(path):
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 @pytest.fixture(scope="module")
 def adaptive_run(tiny_run, tmp_path_factory):
-    folder = shutil.copytree(tiny_run, tmp_path_factory.mktemp("adaptive") / "run", symlinks=True)
-    plan = planned(snakemake("-n", "--cores", "2", "--configfile", CONFIG, cwd=folder))
-    result = snakemake("--cores", "2", "--configfile", CONFIG, cwd=folder, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:]
-    return folder, plan
+    return run_over(tiny_run, tmp_path_factory.mktemp("adaptive") / "run", CONFIG)
 
 
 def test_the_comparison_trains_the_joint_runs_once_more_with_the_adaptive_share(adaptive_run):

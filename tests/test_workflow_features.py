@@ -2,20 +2,23 @@
 real Breakfast and 50 Salads label sequences (../shared/data/real) with synthesised features, one
 dataset from synthetic videos in a pair with them, through Tables 1, 3 and 5."""
 
-import csv
 import json
-import os
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from snakemake_runs import ROOT, SNAKEMAKE, copy_workflow, planned, snakemake
+from snakemake_runs import (
+    REAL,
+    ROOT,
+    SNAKEMAKE,
+    copy_workflow,
+    planned,
+    read_table,
+    snakemake,
+    synthesised_features_run,
+)
 
-from pipeline.data.synthetic.features import write_folder
-
-REAL = Path(os.environ.get("DDLSTM_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
 # these read the real annotations, so they live with the tests, not in the self-contained .test/
 CONFIG = str(ROOT / "tests/configs/features.yaml")
 pytestmark = [
@@ -26,17 +29,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def features_run(tmp_path_factory):
-    folder = copy_workflow(tmp_path_factory.mktemp("features_workflow"))
-    write_folder(REAL / "breakfast", folder / "resources/synfeatures/breakfast", participants=4, videos_per_participant=2)
-    write_folder(REAL / "50salads", folder / "resources/synfeatures/50salads", participants=4, videos_per_participant=1)
-    result = snakemake("--cores", "2", "--configfile", CONFIG, cwd=folder, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:]
-    return folder
+    return synthesised_features_run(tmp_path_factory.mktemp("features_workflow"), CONFIG)
 
 
-def read_table(path):
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
 
 
 def test_feature_datasets_need_no_video(features_run):

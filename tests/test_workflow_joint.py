@@ -3,38 +3,34 @@ synthetic videos (in a copy of its run: the joint CNN and what depends on it), a
 features synthesised from the real Breakfast and 50 Salads label sequences (the joint linear classifier),
 through the joint_classifier table and the alphas figure."""
 
-import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
 import h5py
 import pytest
-from snakemake_runs import SNAKEMAKE, TINY_CONFIG, copy_workflow, planned, snakemake
-
-from pipeline.data.synthetic.features import write_folder
+from snakemake_runs import (
+    REAL,
+    ROOT,
+    SNAKEMAKE,
+    TINY_CONFIG,
+    copy_workflow,
+    planned,
+    read_table,
+    run_over,
+    snakemake,
+    synthesised_features_run,
+)
 
 pytestmark = pytest.mark.skipif(SNAKEMAKE is None, reason="snakemake is not installed (pip install '.[workflow]')")
-REAL = Path(os.environ.get("DDLSTM_REAL_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" / "real"))
 VIDEOS = ".test/config/joint.yaml"
 FEATURES = str(Path(__file__).resolve().parent / "configs/joint-features.yaml")
 PAIR = "synbreakfast+syncooking"
 
 
-def read_table(path):
-    with open(path, newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 @pytest.fixture(scope="module")
 def video_run(tiny_run, tmp_path_factory):
-    folder = shutil.copytree(tiny_run, tmp_path_factory.mktemp("joint") / "run", symlinks=True)
-    shutil.copy(Path(__file__).resolve().parents[1] / VIDEOS, folder / VIDEOS)
-    plan = planned(snakemake("-n", "--cores", "2", "--configfile", VIDEOS, cwd=folder))
-    result = snakemake("--cores", "2", "--configfile", VIDEOS, cwd=folder, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:]
-    return folder, plan
+    return run_over(tiny_run, tmp_path_factory.mktemp("joint") / "run", str(ROOT / VIDEOS))
 
 
 def test_the_switch_adds_the_joint_route_and_reruns_nothing_of_todays(video_run):
@@ -84,12 +80,7 @@ def test_without_the_switch_the_plan_is_todays(video_run):
 def features_run(tmp_path_factory):
     if not REAL.is_dir():
         pytest.skip(f"real annotations not found at {REAL} (set DDLSTM_REAL_DATA)")
-    folder = copy_workflow(tmp_path_factory.mktemp("joint_features"))
-    write_folder(REAL / "breakfast", folder / "resources/synfeatures/breakfast", participants=4, videos_per_participant=2)
-    write_folder(REAL / "50salads", folder / "resources/synfeatures/50salads", participants=4, videos_per_participant=1)
-    result = snakemake("--cores", "2", "--configfile", FEATURES, cwd=folder, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:]
-    return folder
+    return synthesised_features_run(tmp_path_factory.mktemp("joint_features"), FEATURES)
 
 
 def test_the_features_route_fits_a_joint_linear_classifier_and_compares_it_over_seeds(features_run):
